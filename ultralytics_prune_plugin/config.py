@@ -1,0 +1,154 @@
+"""The plugin's own configuration keys: their defaults, their documentation and their checks.
+
+Defaults and a one-line description of every key live in ``cfg/default.yaml``, which ships inside the installed
+package as ``ultralytics_prune_plugin/cfg/default.yaml``. This module reads that file and checks values the way
+Ultralytics checks its own keys, but with messages that name the key and the values it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import yaml
+
+METHODS = ("depgraph", "slim")
+
+
+class PluginArgumentError(ValueError):
+    """A plugin key has a value that is not allowed. Its message is one line that names the key."""
+
+
+def default_cfg_path() -> Path:
+    """Return the path of the plugin's default configuration YAML.
+
+    The file is installed inside the package (``ultralytics_prune_plugin/cfg/default.yaml``); in a source checkout
+    that was not installed it sits in the top-level ``cfg/`` folder.
+    """
+    try:
+        path = Path(str(resources.files("ultralytics_prune_plugin.cfg").joinpath("default.yaml")))
+        if path.is_file():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[1] / "cfg" / "default.yaml"
+
+
+@lru_cache(maxsize=None)
+def plugin_defaults() -> Dict[str, Any]:
+    """Return the plugin keys and their default values, as read from the default YAML."""
+    with open(default_cfg_path(), encoding="utf-8") as f:
+        return dict(yaml.safe_load(f))
+
+
+@lru_cache(maxsize=None)
+def plugin_docs() -> Dict[str, str]:
+    """Return the one-line description of every plugin key, taken from the comments of the default YAML."""
+    docs = {}
+    for line in default_cfg_path().read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^(\w+):[^#]*#\s*(.*)$", line)
+        if match:
+            docs[match.group(1)] = match.group(2).strip()
+    return docs
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How one key is checked: the converter for its type and the condition on its value."""
+
+    kind: str  # 'float', 'int', 'bool' or 'choice'
+    allowed: str  # the allowed values, as the error message words them
+    check: Callable[[Any], bool] = lambda v: True
+    optional: bool = False  # None (an empty YAML value or 'key=None') is allowed
+
+
+_RULES: Dict[str, _Rule] = {
+    "method": _Rule("choice", "one of " + ", ".join(f"'{m}'" for m in METHODS), lambda v: v in METHODS),
+    "rate": _Rule("float", "a number with 0 < rate < 1", lambda v: 0.0 < v < 1.0),
+    "iterative_steps": _Rule("int", "an integer >= 1", lambda v: v >= 1),
+    "max_map_drop": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
+    "round_to": _Rule("int", "an integer >= 1, or None", lambda v: v >= 1, optional=True),
+    "min_channels": _Rule("int", "an integer >= 1", lambda v: v >= 1),
+    "target_macs": _Rule(
+        "float", "a fraction of the baseline MACs (0 < x < 1), a number of GMACs (>= 1), or None", lambda v: v > 0, True
+    ),
+    "sparse": _Rule("bool", "True or False"),
+    "sr": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
+    "sr_final": _Rule("float", "a number >= 0, or None", lambda v: v >= 0.0, optional=True),
+}
+
+
+def _convert(key: str, value: Any, rule: _Rule) -> Any:
+    """Convert ``value`` to the type ``rule`` asks for, raising PluginArgumentError when it cannot be."""
+    bad = PluginArgumentError(f"'{key}={value}' is not valid: '{key}' must be {rule.allowed}.")
+    if rule.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false"}:
+            return value.lower() == "true"
+        raise bad
+    if rule.kind == "choice":
+        return value.lower() if isinstance(value, str) else value
+    if isinstance(value, bool):
+        raise bad
+    if rule.kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        raise bad
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    raise bad
+
+
+def check_plugin_args(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Check and normalise the plugin keys of ``cfg`` in place; other keys are left to Ultralytics.
+
+    Args:
+        cfg (dict): A configuration dictionary, as Ultralytics' ``get_cfg`` merges it.
+
+    Returns:
+        (dict): The same dictionary, with plugin values converted to their types.
+
+    Raises:
+        PluginArgumentError: A one-line message naming the first key whose value is not allowed.
+    """
+    for key, rule in _RULES.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            if rule.optional:
+                cfg[key] = None
+                continue
+            raise PluginArgumentError(f"'{key}={value}' is not valid: '{key}' must be {rule.allowed}.")
+        value = _convert(key, value, rule)
+        if not rule.check(value):
+            raise PluginArgumentError(f"'{key}={value}' is not valid: '{key}' must be {rule.allowed}.")
+        cfg[key] = value
+    return cfg
+
+
+def plugin_keys() -> Tuple[str, ...]:
+    """Return the names of all plugin keys."""
+    return tuple(plugin_defaults())
+
+
+def plugin_help() -> str:
+    """Return the plugin's keys with their defaults and descriptions, formatted for ``yolo help``."""
+    defaults, docs = plugin_defaults(), plugin_docs()
+    width = max(len(f"{k}={v}") for k, v in defaults.items())
+    return "\n".join(f"        {f'{k}={v}':<{width}}  {docs.get(k, '')}" for k, v in defaults.items())
+
+
+def merged_args(overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Return the plugin defaults updated with ``overrides`` (plugin keys only), checked."""
+    args = dict(plugin_defaults())
+    args.update({k: v for k, v in (overrides or {}).items() if k in args})
+    return check_plugin_args(args)

@@ -1,0 +1,62 @@
+"""The detection trainer that the plugin puts in place of Ultralytics' own for ``task=detect``.
+
+It behaves exactly like ``DetectionTrainer`` except in two ways:
+
+* A pruned model is trained as it is. Ultralytics rebuilds every model from its yaml and copies in only the weights
+  whose shapes match, which silently undoes pruning; this trainer keeps the loaded module instead.
+* With ``sparse=True`` it adds the Network Slimming L1 penalty on prunable BatchNorm scales (see
+  :mod:`ultralytics_prune_plugin.pruning.sparsity`), reports their sparsity every epoch and plots it.
+
+It is importable by module path, so Ultralytics' multi-GPU launcher, which rebuilds the trainer in a fresh process
+from its class path and arguments, rebuilds this one with the same settings.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+from torch import nn
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import LOGGER, RANK
+
+from ultralytics_prune_plugin.nn.structure import forget_cached_state, is_restructured
+
+
+class PruneAwareDetectionTrainer(DetectionTrainer):
+    """``DetectionTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+
+    sparsity = None  # the sparse-training helper, set up in _setup_train when args.sparse is True
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        """Return ``weights`` itself when it is a pruned network; otherwise build from ``cfg`` as Ultralytics does."""
+        if isinstance(weights, nn.Module) and is_restructured(weights):
+            nc = self.data["nc"]
+            if getattr(weights, "nc", nc) != nc:
+                raise ValueError(
+                    f"the pruned model predicts {weights.nc} classes but 'data={self.args.data}' has {nc}; "
+                    "a pruned model can only be fine-tuned on data with the same classes"
+                )
+            if verbose and RANK == -1:
+                params = sum(p.numel() for p in weights.parameters())
+                LOGGER.info(f"Keeping the pruned network as it is ({params:,} parameters); not rebuilding it from yaml")
+            model = forget_cached_state(deepcopy(weights).float())
+            for p in model.parameters():
+                p.requires_grad_(True)
+            return model
+        return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+
+    def _setup_train(self, world_size):
+        """Set up training as Ultralytics does, then attach the sparsity penalty when ``sparse=True``."""
+        if isinstance(self.model, nn.Module):
+            forget_cached_state(self.model)
+        super()._setup_train(world_size)
+        if self.args.sparse:
+            from ultralytics_prune_plugin.pruning.sparsity import attach_sparse_training
+
+            self.sparsity = attach_sparse_training(self)
+
+    def save_metrics(self, metrics):
+        """Save the epoch's metrics to results.csv, with the BatchNorm sparsity columns in a sparse run."""
+        if self.sparsity is not None:
+            metrics = {**metrics, **self.sparsity.epoch_metrics()}
+        super().save_metrics(metrics)
