@@ -178,12 +178,26 @@ def _register_cli() -> None:
     @functools.wraps(original_entrypoint)
     def entrypoint(debug=""):
         try:
+            _check_plugin_mode_inputs(debug.split(" ")[1:] if debug else cfg.ARGV[1:])
             return original_entrypoint(debug)
         except PluginArgumentError as e:
             print(f"ERROR ❌ {e}", file=sys.stderr)
             raise SystemExit(2) from None
 
     cfg.entrypoint = entrypoint
+
+
+def _check_plugin_mode_inputs(argv) -> None:
+    """For ``yolo prune``/``yolo sparse``, check the model file before Ultralytics tries to load or download it."""
+    import ultralytics.cfg as cfg
+
+    from ultralytics_prune_plugin.engine.inputs import check_model_file
+
+    tokens = cfg.merge_equals_args(list(argv))
+    pairs = dict(t.split("=", 1) for t in tokens if "=" in t)
+    mode = next((t for t in tokens if t in PLUGIN_MODES), pairs.get("mode"))
+    if mode in PLUGIN_MODES and pairs.get("model"):
+        check_model_file(pairs["model"])
 
 
 def _register_model_methods() -> None:

@@ -1,0 +1,65 @@
+"""Shared fixtures: a generated dataset, a briefly trained detector, and a runner for the real `yolo` command.
+
+Everything runs for real (Ultralytics, torch-pruning, ONNX export, onnxruntime) on tiny inputs. Session fixtures are
+built once, in a session temporary folder, and tests copy what they would change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+IMGSZ = 96  # small enough for 2 CPU cores, large enough for yolov8n to learn the easy shapes
+YOLO = shutil.which("yolo", path=os.path.dirname(sys.executable)) or shutil.which("yolo")
+
+
+def run_yolo(*args, cwd, env=None, check=True, timeout=900):
+    """Run the real `yolo` console script in a subprocess and return the CompletedProcess (text, merged env)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(
+        [YOLO, *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"yolo {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_python(code, cwd, env=None, check=True, timeout=900):
+    """Run ``python -c code`` in a fresh interpreter (no import of the plugin unless the code does it)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"python failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    """A session folder where the `yolo` commands run (their runs/ folders land here)."""
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    """Path of the data YAML of a small, easy, generated dataset."""
+    from ultralytics_prune_plugin.data import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("data") / "shapes", n_train=48, n_val=16, imgsz=IMGSZ, n_classes=3)
+
+
+@pytest.fixture(scope="session")
+def trained(workdir, dataset):
+    """A yolov8n trained for a few epochs by the real `yolo detect train` (final validation included)."""
+    proc = run_yolo(
+        "detect", "train", "model=yolov8n.yaml", f"data={dataset}", "epochs=12", f"imgsz={IMGSZ}", "batch=16",
+        "workers=0", "seed=0", "plots=False", "name=base", cwd=workdir,
+    )
+    best = workdir / "runs" / "detect" / "base" / "weights" / "best.pt"
+    return {"best": best, "dir": best.parent.parent, "stdout": proc.stdout + proc.stderr}

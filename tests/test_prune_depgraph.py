@@ -1,0 +1,164 @@
+"""`yolo prune` with DepGraph through the real CLI: artefacts, the mAP budget, the per-step ratio, and pruned models
+that keep their structure through `yolo train/val/predict/export` in fresh processes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import IMGSZ, run_python, run_yolo
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "prune_report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two_step_run(trained, dataset, workdir):
+    """A 2-step prune with 1-epoch fine-tunes, through the real `yolo prune` command."""
+    before = _sha(trained["best"])
+    listing = sorted(p.name for p in trained["best"].parent.iterdir())
+    proc = run_yolo(
+        "prune", f"model={trained['best']}", f"data={dataset}", "rate=0.5", "iterative_steps=2", "epochs=1",
+        "max_map_drop=1.0", f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", "name=two_step", cwd=workdir,
+    )
+    run_dir = workdir / "runs" / "detect" / "two_step"
+    return {
+        "dir": run_dir, "stdout": proc.stdout + proc.stderr, "input_sha": before, "input": trained["best"],
+        "listing_before": listing, "listing_after": sorted(p.name for p in trained["best"].parent.iterdir()),
+    }
+
+
+def test_two_step_run_writes_every_artefact(two_step_run):
+    d = two_step_run["dir"]
+    for name in ("prune_steps.csv", "prune_report.json", "prune_curve.png", "weights/pruned.pt", "weights/pruned.onnx",
+                 "weights/baseline.pt", "weights/step_1.pt", "weights/step_2.pt", "step_1/results.csv",
+                 "step_2/results.csv", "step_2/weights/best.pt"):
+        assert (d / name).exists(), name
+    rows = list(csv.DictReader((d / "prune_steps.csv").open()))
+    assert [r["step"] for r in rows] == ["1", "2"]
+    macs = [_report(d)["baseline"]["macs"]] + [float(r["macs"]) for r in rows]
+    assert macs[0] > macs[1] > macs[2]
+    for r in rows:
+        assert r["pruned_map50_95"] and r["recovered_map50_95"] and float(r["finetune_s"]) > 0
+
+
+def test_input_model_is_never_written(two_step_run):
+    assert _sha(two_step_run["input"]) == two_step_run["input_sha"]
+    assert two_step_run["listing_after"] == two_step_run["listing_before"]  # nothing written beside it either
+
+
+def test_onnx_runtime_map_agrees_with_pytorch(two_step_run):
+    onnx = _report(two_step_run["dir"])["onnx"]
+    assert "CPUExecutionProvider" in str(onnx["onnx_provider"])
+    assert abs(onnx["onnx_map50_95"] - onnx["pytorch_map50_95"]) <= 0.01
+    assert onnx["pytorch_map50_95"] > 0  # a comparison of two zeros would prove nothing
+    lat = onnx["latency_ms"]
+    assert lat["baseline"]["runs"] >= 20 and lat["pruned"]["median_ms"] > 0
+
+
+def test_summary_table_is_printed(two_step_run):
+    out = two_step_run["stdout"]
+    assert "summary" in out and "ORT CPU latency b1 (ms)" in out and "speed-up (ORT)" in out
+    assert "step 1/2" in out and "step 2/2" in out
+
+
+def test_ratio_reaches_requested_rate_on_channel_counts(two_step_run):
+    """After both steps, every prunable layer keeps about half of its channels (checked on the saved models)."""
+    code = (
+        "import json\n"
+        "from ultralytics import YOLO\n"
+        "from ultralytics_prune_plugin.pruning.groups import prunable_convs\n"
+        f"base = YOLO(r'{two_step_run['dir'] / 'weights' / 'baseline.pt'}').model\n"
+        f"pruned = YOLO(r'{two_step_run['dir'] / 'weights' / 'pruned.pt'}').model\n"
+        "from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2\n"
+        "replace_c2f_with_c2f_v2(base)\n"
+        "b = dict((n, c.out_channels) for n, c in prunable_convs(base))\n"
+        "p = dict((n, c.out_channels) for n, c in prunable_convs(pruned))\n"
+        "print(json.dumps([p[n] / b[n] for n in b]))\n"
+    )
+    fractions = json.loads(run_python(code, cwd=two_step_run["dir"]).stdout.strip().splitlines()[-1])
+    assert len(fractions) > 20
+    assert all(0.4 <= f <= 0.6 for f in fractions), fractions
+
+
+def test_pruned_model_keeps_structure_through_train(two_step_run, dataset, tmp_path):
+    """`yolo train model=pruned.pt`: same parameter count, weights carried over (not re-initialised)."""
+    pruned = tmp_path / "pruned.pt"
+    shutil.copy(two_step_run["dir"] / "weights" / "pruned.pt", pruned)
+    run_yolo(
+        "train", f"model={pruned}", f"data={dataset}", "epochs=1", f"imgsz={IMGSZ}", "batch=16", "workers=0",
+        "lr0=0", "warmup_bias_lr=0", "optimizer=SGD", "plots=False", "name=ft", cwd=tmp_path,
+    )
+    trained = tmp_path / "runs" / "detect" / "ft" / "weights" / "last.pt"
+    code = (
+        "import torch\nfrom ultralytics import YOLO\n"
+        f"a = YOLO(r'{pruned}').model; b = YOLO(r'{trained}').model\n"
+        "print(sum(p.numel() for p in a.parameters()), sum(p.numel() for p in b.parameters()))\n"
+        "convs = [(n, p) for n, p in a.named_parameters() if p.dim() == 4]\n"
+        "sb = dict(b.named_parameters())\n"
+        "print(all(torch.allclose(p.float(), sb[n].float(), atol=1e-3) for n, p in convs))\n"
+    )
+    out = run_python(code, cwd=tmp_path).stdout.split()
+    assert out[0] == out[1]
+    assert out[2] == "True"
+
+
+def test_pruned_model_val_predict_export(two_step_run, dataset, tmp_path):
+    pruned = tmp_path / "pruned.pt"
+    shutil.copy(two_step_run["dir"] / "weights" / "pruned.pt", pruned)
+    val = run_yolo("val", f"model={pruned}", f"data={dataset}", f"imgsz={IMGSZ}", "workers=0", cwd=tmp_path)
+    assert "all" in val.stdout
+    pred = run_yolo("predict", f"model={pruned}", f"source={Path(dataset).parent / 'images' / 'val'}",
+                    f"imgsz={IMGSZ}", cwd=tmp_path)
+    assert "Results saved" in pred.stdout + pred.stderr
+    run_yolo("export", f"model={pruned}", "format=onnx", f"imgsz={IMGSZ}", cwd=tmp_path)
+    assert pruned.with_suffix(".onnx").exists()
+
+
+def test_budget_keeps_last_step_within_it(trained, dataset, tmp_path):
+    """Rerun the same deterministic prune with a budget between the drops of steps 1 and 2: step 1 is kept."""
+    common = [f"model={trained['best']}", f"data={dataset}", "rate=0.8", "iterative_steps=3", "epochs=0",
+              f"imgsz={IMGSZ}", "batch=16", "workers=0"]
+    run_yolo("prune", *common, "max_map_drop=1.0", "name=free", cwd=tmp_path)
+    free = _report(tmp_path / "runs" / "detect" / "free")
+    base = free["baseline"]["map50_95"]
+    drops = [base - s["pruned_map50_95"] for s in free["steps"]]
+    assert len(drops) == 3 and drops[1] > drops[0], drops
+    budget = (drops[0] + drops[1]) / 2
+    proc = run_yolo("prune", *common, f"max_map_drop={budget:.6f}", "name=budget", cwd=tmp_path)
+    rep = _report(tmp_path / "runs" / "detect" / "budget")
+    assert [s["step"] for s in rep["steps"]] == [1, 2]
+    assert rep["kept_step"] == 1 and rep["final"]["step"] == 1
+    assert "keeping step 1" in rep["stop_reason"] and "keeping step 1" in proc.stdout + proc.stderr
+    kept = (tmp_path / "runs" / "detect" / "budget" / "weights")
+    assert _sha(kept / "pruned.pt") == _sha(kept / "step_1.pt")
+
+
+def test_no_step_within_budget_keeps_unpruned(trained, dataset, tmp_path):
+    run_yolo("prune", f"model={trained['best']}", f"data={dataset}", "rate=0.9", "iterative_steps=1", "epochs=0",
+             "max_map_drop=0", f"imgsz={IMGSZ}", "workers=0", "name=nothing", cwd=tmp_path)
+    rep = _report(tmp_path / "runs" / "detect" / "nothing")
+    assert rep["kept_step"] == 0 and "unpruned" in rep["stop_reason"]
+    assert rep["final"]["macs"] == rep["baseline"]["macs"]
+
+
+def test_one_shot_rate_half_cuts_macs_at_640(tmp_path):
+    """yolov8n at 640 px, rate 0.5 in one shot: MACs fall by at least 1.6x (no data: prune only)."""
+    run_yolo("prune", "model=yolov8n.yaml", "rate=0.5", "iterative_steps=1", "epochs=0", "imgsz=640", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "detect" / "prune"
+    rep = _report(run_dir)
+    assert rep["baseline"]["macs"] / rep["final"]["macs"] >= 1.6
+    assert (run_dir / "weights" / "pruned.pt").exists()
+    run_yolo("prune", "model=yolov8n.yaml", "rate=0.3", "iterative_steps=1", "epochs=0", "imgsz=64", cwd=tmp_path)
+    assert (tmp_path / "runs" / "detect" / "prune2" / "prune_report.json").exists()
+    assert _report(run_dir)["args"]["rate"] == 0.5  # the first run is untouched

@@ -1,0 +1,155 @@
+"""The offline demo: generate data, train yolov8n briefly, prune it two ways, fine-tune, export, compare.
+
+Run it with ``python -m ultralytics_prune_plugin.demo`` (or ``make demo``). Nothing is downloaded: the model is built
+from ``yolov8n.yaml`` and the dataset is generated. Everything lands in ``runs/demo`` (``demo2``, ... on later runs):
+
+1. ``data/``      a generated dataset of coloured shapes;
+2. ``baseline/``  yolov8n trained from scratch;
+3. ``depgraph/``  iterative DepGraph pruning of the baseline with fine-tuning (``yolo prune``);
+4. ``sparse/``    the baseline trained further with the Network Slimming penalty (``yolo train sparse=True``);
+5. ``slim/``      slim pruning of the sparse model with fine-tuning (``yolo prune method=slim``);
+6. ``demo_summary.json`` and the comparison table printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+PRESETS = {
+    # name: dataset size, image size, epochs for baseline / sparse / each fine-tune, DepGraph steps
+    "default": dict(n_train=128, n_val=32, imgsz=128, base_epochs=30, sparse_epochs=10, ft_epochs=5, steps=2),
+    "quick": dict(n_train=24, n_val=8, imgsz=64, base_epochs=2, sparse_epochs=1, ft_epochs=1, steps=2),
+}
+
+
+def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 0.5, seed: int = 0) -> Dict[str, Any]:
+    """Run the whole demo and return its summary (also written to ``demo_summary.json``).
+
+    Args:
+        out (Path, optional): The demo folder; by default a new ``runs/demo*`` folder.
+        preset (str): 'default' (about 10 minutes on 2 CPU cores) or 'quick' (a smoke test of a minute or two).
+        rate (float): The channel rate both methods prune.
+        seed (int): Seed of the dataset and of the trainings.
+
+    Returns:
+        (dict): MACs, params and mAP before and after for both methods, with the run folders and timings.
+    """
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+    from ultralytics.utils.files import increment_path
+
+    from ultralytics_prune_plugin.data import make_dataset
+    from ultralytics_prune_plugin.report.files import write_json_atomic
+
+    p = PRESETS[preset]
+    out = Path(out) if out else increment_path(Path("runs") / "demo")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    common = dict(imgsz=p["imgsz"], batch=16, workers=0, seed=seed, project=str(out.resolve()), exist_ok=False)
+    data = str(make_dataset(out / "data", n_train=p["n_train"], n_val=p["n_val"], imgsz=p["imgsz"], n_classes=4, seed=seed))
+
+    timings: Dict[str, float] = {}
+    t = time.time()
+    YOLO("yolov8n.yaml").train(data=data, epochs=p["base_epochs"], name="baseline", **common)
+    baseline = out / "baseline" / "weights" / "best.pt"
+    timings["baseline_train_s"] = time.time() - t
+
+    t = time.time()
+    depgraph = YOLO(baseline).prune(
+        data=data, rate=rate, iterative_steps=p["steps"], epochs=p["ft_epochs"], max_map_drop=0.2, name="depgraph",
+        **common,
+    )
+    timings["depgraph_s"] = time.time() - t
+
+    t = time.time()
+    YOLO(baseline).train(data=data, epochs=p["sparse_epochs"], sparse=True, sr=0.01, name="sparse", **common)
+    sparse = out / "sparse" / "weights" / "best.pt"
+    timings["sparse_train_s"] = time.time() - t
+
+    t = time.time()
+    slim = YOLO(sparse).prune(
+        data=data, method="slim", rate=rate, epochs=p["ft_epochs"] * p["steps"], max_map_drop=0.2, name="slim", **common
+    )
+    timings["slim_s"] = time.time() - t
+    timings["total_s"] = time.time() - started
+
+    summary = {
+        "preset": preset,
+        "rate": rate,
+        "data": data,
+        "runs": {"baseline": str(baseline.parent.parent), "depgraph": depgraph["save_dir"], "slim": slim["save_dir"]},
+        "depgraph": _result(depgraph),
+        "slim": {**_result(slim), "applied_rate": slim.get("slim", {}).get("applied_rate")},
+        "timings_s": timings,
+    }
+    summary["verdict"] = _verdict(summary["depgraph"], summary["slim"])
+    write_json_atomic(out / "demo_summary.json", summary)
+    LOGGER.info(format_summary(summary))
+    return summary
+
+
+def _result(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The before/after numbers of one prune report."""
+    base, final, onnx = report["baseline"], report["final"], report.get("onnx", {})
+    return {
+        "baseline": {k: base.get(k) for k in ("macs", "params", "map50", "map50_95")},
+        "final": {k: final.get(k) for k in ("macs", "params", "map50", "map50_95", "step")},
+        "onnx_map50_95": onnx.get("onnx_map50_95"),
+        "speedup": onnx.get("speedup"),
+    }
+
+
+def _verdict(depgraph: Dict[str, Any], slim: Dict[str, Any]) -> str:
+    """Say which method kept more mAP50-95, and at what MACs each ended."""
+    d, s = depgraph["final"], slim["final"]
+    if d["map50_95"] is None or s["map50_95"] is None:
+        return "no mAP to compare"
+    better = "DepGraph" if d["map50_95"] >= s["map50_95"] else "Network Slimming"
+    return (
+        f"{better} kept more mAP50-95 ({d['map50_95']:.4f} DepGraph at {d['macs'] / 1e9:.3f} GMACs vs "
+        f"{s['map50_95']:.4f} slim at {s['macs'] / 1e9:.3f} GMACs)"
+    )
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    """The comparison table printed at the end of the demo."""
+    lines: List[str] = ["", f"Demo summary (rate={summary['rate']}, preset={summary['preset']})"]
+    lines.append(f"{'':<12}{'GMACs':>16}{'params':>22}{'mAP50':>16}{'mAP50-95':>16}{'ORT speed-up':>14}")
+    base = summary["depgraph"]["baseline"]
+    lines.append(_row("baseline", base, None))
+    for name in ("depgraph", "slim"):
+        lines.append(_row(name, summary[name]["final"], summary[name]["speedup"]))
+    lines.append(summary["verdict"])
+    lines.append(f"total time {summary['timings_s']['total_s'] / 60:.1f} min; runs in {Path(summary['data']).parent.parent}")
+    return "\n".join(lines)
+
+
+def _row(name: str, r: Dict[str, Any], speedup: Optional[float]) -> str:
+    """One line of the comparison table."""
+    fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+    return (
+        f"{name:<12}{fmt(r['macs'] / 1e9, '{:.3f}'):>16}{fmt(r['params'], '{:,}'):>22}{fmt(r['map50'], '{:.4f}'):>16}"
+        f"{fmt(r['map50_95'], '{:.4f}'):>16}{fmt(speedup, '{:.2f}x'):>14}"
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point of the demo."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="demo folder (default: a new runs/demo*)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="size of the demo")
+    parser.add_argument("--rate", type=float, default=0.5, help="channel rate pruned by both methods")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.out is not None and args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out} is not empty; the demo never writes over earlier results")
+    run_demo(args.out, args.preset, args.rate, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

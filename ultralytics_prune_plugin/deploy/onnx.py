@@ -1,0 +1,443 @@
+"""Export YOLOv8 detectors to ONNX, validate them with ONNX Runtime and time them on the CPU.
+
+The four public functions are thin, checked wrappers around what Ultralytics 8.1 and ONNX Runtime already do:
+
+* :func:`export_onnx` runs Ultralytics' own exporter (``YOLO(weights).export(format="onnx")``) and puts the file
+  where the caller asks, atomically.
+* :func:`validate_onnx` runs Ultralytics' own detection validator on the ``.onnx`` file, which Ultralytics'
+  ``AutoBackend`` executes with ONNX Runtime, and proves afterwards that ONNX Runtime really ran.
+* :func:`measure_latency` times several ONNX models in one process with ``onnxruntime.InferenceSession``.
+* :func:`onnx_file_mb` gives the size of a model file.
+
+Traps met with Ultralytics 8.1.47, torch 2.14, onnx 1.23 and onnxruntime 1.32, and how this module handles them:
+
+1. **The exporter writes next to the checkpoint and overwrites.** ``YOLO("w/best.pt").export(format="onnx")``
+   always writes ``w/best.onnx``, silently replacing a file of that name. :func:`export_onnx` therefore exports a
+   private copy of the checkpoint inside a staging folder that it creates next to the destination, and moves the
+   result onto the destination with ``os.replace``. **File rule:** the only user-visible path ever written is the
+   destination, which is ``out`` or, when ``out`` is None, ``<weights>.onnx`` (where Ultralytics itself would
+   write). Asking for a destination is asking to own it: an existing file there is replaced, atomically, so
+   readers see the old file or the new one, never a partial one. Nothing else is touched; in particular, with
+   ``out`` given, a ``best.onnx`` next to ``best.pt`` is left alone. The staging folder (``.<name>.export-*``) is
+   removed afterwards, also on failure, and an export that fails leaves the destination as it was.
+2. **The exporter silently rounds ``imgsz`` up to a multiple of the largest stride** (32 for YOLOv8), so
+   ``imgsz=80`` gives a 96x96 model that then fails validation at 80. :func:`export_onnx` refuses such sizes.
+3. **Static shapes by default.** With ``dynamic=False`` (the default, kept here) the graph has one input named
+   ``images`` of shape ``(batch, 3, imgsz, imgsz)`` (float32, RGB, 0-1, letterboxed) and one output named
+   ``output0`` of shape ``(batch, 4 + nc, anchors)``: boxes as centre-x, centre-y, width, height in input pixels,
+   then per-class sigmoid scores, *before* NMS (8400 anchors at 640, 84 at 64). ``dynamic=True`` makes batch,
+   height and width symbolic (and the output's anchor axis), and moves the model to the CPU for the export.
+   Metadata (``stride``, ``names``, ``imgsz``, ``task``, ...) is stored as strings in the model's custom metadata.
+4. **Ultralytics validates non-PyTorch models with ``batch=1`` and ``rect=False``,** whatever was asked for,
+   while ``YOLO(pt).val()`` defaults to ``rect=True`` and the given batch. ``rect=True`` is not a no-op even on
+   square images: rectangular batches are padded by half a stride, so 64x64 images are validated at 96x96
+   (mAP50-95 0.125 with ``rect=True`` against 0.106 with ``rect=False`` for the same checkpoint in the tests). To
+   compare an ONNX model with its checkpoint, validate the checkpoint with ``batch=1`` and ``rect=False``.
+   A static ONNX model only accepts its own ``imgsz``; :func:`validate_onnx` checks this before starting, instead
+   of letting ONNX Runtime fail on the first batch with an ``INVALID_ARGUMENT`` dimension error.
+5. **``simplify=True`` needs ``onnxsim``, which is not installed,** and Ultralytics' requirement check would then
+   try to ``pip install`` it on the fly. ``simplify`` is off by default here, and :func:`export_onnx` raises
+   ``ModuleNotFoundError`` rather than letting anything be installed when it is asked for without ``onnxsim``.
+6. **torch >= 2.9 exports with the dynamo exporter and 8.1 guesses opset 9** on new torch. The plugin's adapter
+   (:mod:`ultralytics_prune_plugin.adapters.ultralytics_8_1`) switches Ultralytics to the TorchScript exporter
+   with opset 17 as soon as ``ultralytics`` is imported; pass ``opset=`` to choose another one.
+7. **Which runtime ran?** ``YOLO(path).val()`` builds an ``AutoBackend`` inside the validator and never exposes
+   it. ONNX Runtime 1.32 wheels list ``AzureExecutionProvider`` besides ``CPUExecutionProvider``, and with
+   ``dnn=True`` the same file would run in OpenCV instead. :func:`validate_onnx` therefore validates with a
+   subclass of the task's validator that keeps the backend it was given, checks that it is the ONNX Runtime
+   backend, and reports the providers of its live ``InferenceSession``.
+8. **Where the run goes.** Without ``project`` the validator writes under Ultralytics' global ``runs_dir``
+   setting; :func:`validate_onnx` passes ``project``, ``name`` and ``exist_ok`` through and returns the run folder.
+9. **Timing several sessions in one process.** Each ONNX Runtime session owns its own intra-op thread pool, whose
+   threads spin for a while after each run by default. With models run alternately, the pool of the model that
+   just ran would spin on the cores the next model needs, so :func:`measure_latency` turns spinning off
+   (``session.intra_op.allow_spinning=0``) for every session; see :func:`session_options`. Measured on the 2-core
+   development machine (yolov8n, 640, 2 threads, two sessions alternating, one other busy process): median
+   48 ms per run without spinning, 104-118 ms with ONNX Runtime's default spinning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+__all__ = ["export_onnx", "validate_onnx", "measure_latency", "onnx_file_mb", "session_options"]
+
+PathLike = Union[str, os.PathLike]
+
+CPU_PROVIDER = "CPUExecutionProvider"
+_STAGING_PREFIX = ".{name}.export-"
+_MIB = float(1 << 20)
+
+
+# Export ---------------------------------------------------------------------------------------------------------------
+def export_onnx(weights: PathLike, imgsz: int, out: Optional[PathLike] = None, **export_kwargs: Any) -> Path:
+    """Export a detection checkpoint to ONNX with Ultralytics' own exporter.
+
+    The file is produced by ``YOLO(<copy of weights>).export(format="onnx", imgsz=imgsz, ...)`` inside a staging
+    folder next to the destination and then moved onto the destination with ``os.replace`` (see rule 1 of the module
+    docstring): the destination is replaced atomically and no other file is written or overwritten.
+
+    Args:
+        weights: Ultralytics detection checkpoint (``.pt``).
+        imgsz: Square input size of the exported model; a multiple of the model's largest stride (32 for YOLOv8).
+        out: Destination ``.onnx`` file, or an existing folder to write ``<weights stem>.onnx`` into. When None,
+            the destination is ``<weights>.onnx``, where Ultralytics itself writes.
+        **export_kwargs: Further arguments of Ultralytics' exporter, e.g. ``opset``, ``dynamic``, ``half``,
+            ``simplify``, ``batch``, ``device``. Defaults set here: ``simplify=False``, ``dynamic=False``,
+            ``batch=1``, ``device="cpu"``. ``format`` may only be ``"onnx"``.
+
+    Returns:
+        Absolute path of the written ONNX file.
+
+    Raises:
+        FileNotFoundError: If ``weights`` does not exist.
+        ValueError: If ``weights`` is not a detection ``.pt`` checkpoint, ``out`` is not an ``.onnx`` path,
+            ``imgsz`` is not a positive multiple of the stride, or ``format`` is not ``"onnx"``.
+        ModuleNotFoundError: If ``simplify=True`` is asked for but ``onnxsim`` is not installed.
+    """
+    weights = _checked_weights(weights)
+    dest = _destination(weights, out)
+    kwargs = _export_args(imgsz, export_kwargs)
+    with _staging_dir(dest) as stage:
+        staged = stage / weights.name
+        shutil.copyfile(weights, staged)
+        produced = _run_exporter(staged, kwargs)
+        os.replace(produced, dest)
+    _log(f"ONNX model moved to {dest} ({onnx_file_mb(dest):.1f} MB); the staging folder above is removed")
+    return dest
+
+
+def _checked_weights(weights: PathLike) -> Path:
+    """Return ``weights`` as an absolute path after checking that it is an existing ``.pt`` file."""
+    path = Path(weights).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix != ".pt":
+        raise ValueError(f"expected an Ultralytics .pt checkpoint, got {path.name!r}")
+    return path
+
+
+def _destination(weights: Path, out: Optional[PathLike]) -> Path:
+    """Return the absolute destination of the export of ``weights`` (see rule 1 of the module docstring)."""
+    if out is None:
+        return weights.with_suffix(".onnx")
+    dest = Path(out).expanduser().resolve()
+    if dest.is_dir():
+        dest = dest / f"{weights.stem}.onnx"
+    if dest.suffix != ".onnx":
+        raise ValueError(f"out must be an .onnx file or an existing folder, got {str(out)!r}")
+    if not dest.parent.is_dir():
+        raise FileNotFoundError(f"the folder of out does not exist: {dest.parent}")
+    return dest
+
+
+def _export_args(imgsz: int, export_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
+    """Return the exporter arguments: the caller's, over this module's defaults, with ``format`` and ``imgsz``."""
+    _check_positive_int("imgsz", imgsz)
+    fmt = str(export_kwargs.get("format", "onnx")).lower()
+    if fmt != "onnx":
+        raise ValueError(f"export_onnx only exports format='onnx', got format={fmt!r}")
+    kwargs = {"simplify": False, "dynamic": False, "batch": 1, "device": "cpu", **export_kwargs}
+    kwargs.update(format="onnx", imgsz=int(imgsz))
+    if kwargs["simplify"] and find_spec("onnxsim") is None:
+        raise ModuleNotFoundError(
+            "simplify=True needs the 'onnxsim' package, which is not installed; export with simplify=False "
+            "(the default) or install onnxsim yourself (Ultralytics would otherwise try to pip-install it)"
+        )
+    return kwargs
+
+
+@contextmanager
+def _staging_dir(dest: Path) -> Iterator[Path]:
+    """Create a private folder next to ``dest`` (same file system, so ``os.replace`` is atomic); remove it after."""
+    stage = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX.format(name=dest.name), dir=dest.parent))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _run_exporter(staged_weights: Path, kwargs: Dict[str, Any]) -> Path:
+    """Export ``staged_weights`` with Ultralytics and return the path of the file the exporter wrote."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(staged_weights))
+    if model.task != "detect":
+        raise ValueError(f"expected a detection checkpoint, but {staged_weights.name!r} is a {model.task!r} model")
+    stride = int(max(model.model.stride))
+    if kwargs["imgsz"] % stride:
+        raise ValueError(
+            f"imgsz={kwargs['imgsz']} is not a multiple of the model's stride {stride}; Ultralytics would silently "
+            f"export at {-(-kwargs['imgsz'] // stride) * stride} instead"
+        )
+    produced = Path(model.export(**kwargs))
+    if produced.resolve().parent != staged_weights.parent or not produced.is_file():
+        raise RuntimeError(f"Ultralytics wrote the ONNX file somewhere unexpected: {produced}")
+    return produced
+
+
+# Validation -----------------------------------------------------------------------------------------------------------
+def validate_onnx(onnx_path: PathLike, data: PathLike, imgsz: int, batch: int = 1, **val_kwargs: Any) -> Dict[str, Any]:
+    """Validate an exported detector with Ultralytics' validator running the model in ONNX Runtime.
+
+    Runs ``YOLO(onnx_path, task="detect").val(data=data, imgsz=imgsz, batch=batch, **val_kwargs)`` with a validator
+    that records the backend it is handed, then checks that the backend is ONNX Runtime and reads the providers of
+    its live ``InferenceSession``.
+
+    Args:
+        onnx_path: ONNX file exported from a detection model (e.g. by :func:`export_onnx`).
+        data: Dataset YAML.
+        imgsz: Validation image size; must equal the model's input size when that is static.
+        batch: Batch size. Ultralytics validates every non-PyTorch model with ``batch=1`` anyway (trap 4).
+        **val_kwargs: Further arguments of Ultralytics' validator, e.g. ``project``, ``name``, ``exist_ok``,
+            ``split``, ``conf``, ``iou``, ``plots``. ``device`` defaults to ``"cpu"``, so that ONNX Runtime is
+            asked for ``CPUExecutionProvider`` only.
+
+    Returns:
+        ``{"map50", "map50_95", "provider", "providers", "save_dir"}``: mAP at IoU 0.5 and averaged over IoU
+        0.5-0.95, the session's first (preferred) execution provider, all its providers in order of preference,
+        and the run folder (``project/name``).
+
+    Raises:
+        FileNotFoundError: If ``onnx_path`` does not exist.
+        ValueError: If ``imgsz`` differs from the model's static input size.
+        RuntimeError: If the validator did not run the model in ONNX Runtime.
+    """
+    from ultralytics import YOLO
+
+    path = Path(onnx_path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    _check_positive_int("imgsz", imgsz)
+    _check_input_size(path, imgsz)
+    model = YOLO(str(path), task="detect")
+    backends: List[Any] = []
+    validator = _recording_validator(model.task_map["detect"]["validator"], backends)
+    args = {"device": "cpu", **val_kwargs, "data": str(data), "imgsz": int(imgsz), "batch": int(batch)}
+    if isinstance(args.get("project"), os.PathLike):
+        args["project"] = str(args["project"])
+    metrics = model.val(validator=validator, **args)
+    providers = _onnxruntime_providers(backends)
+    return {
+        "map50": float(metrics.box.map50),
+        "map50_95": float(metrics.box.map),
+        "provider": providers[0],
+        "providers": providers,
+        "save_dir": Path(metrics.save_dir),
+    }
+
+
+def _recording_validator(base: type, sink: List[Any]) -> type:
+    """Return a subclass of the validator class ``base`` that appends the model it validates to ``sink``."""
+
+    class BackendRecordingValidator(base):
+        """The task's validator, keeping the ``AutoBackend`` it runs (Ultralytics keeps it in a local variable)."""
+
+        def init_metrics(self, model):
+            """Record ``model``, then initialise the metrics as the base validator does."""
+            sink.append(model)
+            super().init_metrics(model)
+
+    return BackendRecordingValidator
+
+
+def _onnxruntime_providers(backends: Sequence[Any]) -> List[str]:
+    """Return the execution providers of the ONNX Runtime session in the recorded backend, checking it is one."""
+    import onnxruntime
+
+    if len(backends) != 1:
+        raise RuntimeError(f"expected the validator to run one model, it ran {len(backends)}")
+    backend = backends[0]
+    session = getattr(backend, "session", None)
+    if not getattr(backend, "onnx", False) or not isinstance(session, onnxruntime.InferenceSession):
+        raise RuntimeError(f"the validator did not run the model in ONNX Runtime (backend: {type(backend).__name__})")
+    return list(session.get_providers())
+
+
+def _check_input_size(path: Path, imgsz: int) -> None:
+    """Raise ValueError when the ONNX model's first input has a static height or width other than ``imgsz``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    static = [d.dim_value for d in dims[2:4] if d.HasField("dim_value")]
+    if any(side != imgsz for side in static):
+        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+        raise ValueError(f"{path.name} has the static input shape {shape}, which imgsz={imgsz} does not fit")
+
+
+# Latency --------------------------------------------------------------------------------------------------------------
+def session_options(threads: Optional[int] = None):
+    """Return the ``onnxruntime.SessionOptions`` that :func:`measure_latency` uses for every model.
+
+    * ``intra_op_num_threads = threads``: threads used inside one operator. When None, it stays 0, ONNX Runtime's
+      default, which is one thread per physical core.
+    * ``inter_op_num_threads = 1`` and ``execution_mode = ORT_SEQUENTIAL``: operators run one after another, the
+      usual setting for a single batch-1 stream.
+    * ``graph_optimization_level = ORT_ENABLE_ALL``: all graph optimisations (constant folding, node fusions,
+      layout changes), as a deployment would use them.
+    * ``session.intra_op.allow_spinning = "0"``: idle worker threads sleep instead of spinning, so that sessions
+      timed alternately in one process do not steal each other's cores (trap 9 of the module docstring).
+    * ``log_severity_level = 3``: errors only.
+
+    Args:
+        threads: Intra-op thread count (>= 1), or None for ONNX Runtime's default.
+
+    Returns:
+        The session options.
+    """
+    import onnxruntime as ort
+
+    if threads is not None:
+        _check_positive_int("threads", threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or 0)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def measure_latency(
+    onnx_paths: Mapping[str, PathLike],
+    imgsz: int,
+    runs: int = 30,
+    warmup: int = 5,
+    threads: Optional[int] = None,
+    alternate: bool = True,
+) -> Dict[str, Dict[str, float]]:
+    """Time ONNX models at batch 1 on the CPU with ONNX Runtime, all in this process.
+
+    Every model gets a ``CPUExecutionProvider`` session with :func:`session_options` and the same fixed random
+    input (seed 0, uniform in [0, 1), shape ``(1, 3, imgsz, imgsz)``). After ``warmup`` untimed runs per model, each
+    model runs ``runs`` times; one run is one ``session.run`` call, timed with ``time.perf_counter``. With
+    ``alternate=True`` the models take turns, one run each per round, and the model that opens a round rotates, so
+    that slow drift of the machine (heat, other processes) hits all models alike; with ``alternate=False`` each model
+    runs all its runs in a row.
+
+    Args:
+        onnx_paths: Label -> ONNX file, e.g. ``{"base": Path("base.onnx"), "pruned": Path("pruned.onnx")}``.
+        imgsz: Square input size; must match each model's static input size.
+        runs: Timed runs per model (>= 1).
+        warmup: Untimed runs per model before timing (>= 0).
+        threads: ONNX Runtime intra-op threads per session, or None for ONNX Runtime's default.
+        alternate: Interleave the models run by run (True) or time them one after another (False).
+
+    Returns:
+        Label -> ``{"median_ms", "p10_ms", "p90_ms", "min_ms", "runs"}``; percentiles are linearly interpolated.
+
+    Raises:
+        ValueError: If ``onnx_paths`` is empty, a count is out of range, or a model's input does not fit.
+        FileNotFoundError: If a model file does not exist.
+    """
+    if not onnx_paths:
+        raise ValueError("onnx_paths is empty")
+    _check_positive_int("imgsz", imgsz)
+    _check_positive_int("runs", runs)
+    _check_positive_int("warmup", warmup, minimum=0)
+    options = session_options(threads)
+    sessions = {label: _cpu_session(path, options) for label, path in onnx_paths.items()}
+    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    feeds = {label: _feed(label, session, image) for label, session in sessions.items()}
+    labels = list(sessions)
+    for label in _schedule(labels, warmup, alternate):
+        sessions[label].run(None, feeds[label])
+    times: Dict[str, List[float]] = {label: [] for label in labels}
+    for label in _schedule(labels, runs, alternate):
+        times[label].append(_time_run(sessions[label], feeds[label]))
+    return {label: _summary(ms) for label, ms in times.items()}
+
+
+def _cpu_session(path: PathLike, options):
+    """Open ``path`` in an ONNX Runtime session on the CPU execution provider only."""
+    import onnxruntime as ort
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    return ort.InferenceSession(str(path), sess_options=options, providers=[CPU_PROVIDER])
+
+
+def _feed(label: str, session, image: np.ndarray) -> Dict[str, np.ndarray]:
+    """Return the input feed of ``session`` for ``image``, checking that the model takes one input of that shape."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ValueError(f"model {label!r} has {len(inputs)} inputs; expected one image input")
+    shape = inputs[0].shape
+    fits = len(shape) == image.ndim and all(not isinstance(d, int) or d == n for d, n in zip(shape, image.shape))
+    if not fits:
+        raise ValueError(f"model {label!r} takes input shape {shape}, not {list(image.shape)}; check imgsz")
+    return {inputs[0].name: image}
+
+
+def _schedule(labels: Sequence[str], count: int, alternate: bool) -> List[str]:
+    """Return the order of ``count`` runs per label: rotating rounds when alternating, else label by label."""
+    if not alternate:
+        return [label for label in labels for _ in range(count)]
+    n = len(labels)
+    return [labels[(i + r) % n] for r in range(count) for i in range(n)]
+
+
+def _time_run(session, feed: Dict[str, np.ndarray]) -> float:
+    """Run ``session`` once on ``feed`` and return the wall time in milliseconds."""
+    start = time.perf_counter()
+    session.run(None, feed)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _summary(ms: Sequence[float]) -> Dict[str, float]:
+    """Return the median, 10th and 90th percentiles, minimum and count of run times in milliseconds."""
+    values = np.asarray(ms, dtype=np.float64)
+    p10, median, p90 = np.percentile(values, [10, 50, 90])
+    return {
+        "median_ms": float(median),
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        "min_ms": float(values.min()),
+        "runs": int(values.size),
+    }
+
+
+# Size and helpers -----------------------------------------------------------------------------------------------------
+def onnx_file_mb(path: PathLike) -> float:
+    """Return the size of an ONNX file in MB of 2**20 bytes (MiB), the unit Ultralytics prints as "MB".
+
+    Only the ``.onnx`` file itself is counted; YOLOv8 exports never use ONNX external-data files.
+
+    Args:
+        path: ONNX file.
+
+    Returns:
+        File size in MiB.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    return path.stat().st_size / _MIB
+
+
+def _log(message: str) -> None:
+    """Log ``message`` with Ultralytics' logger, next to the exporter's own lines."""
+    from ultralytics.utils import LOGGER
+
+    LOGGER.info(message)
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    """Raise ValueError unless ``value`` is an int (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,0 +1,435 @@
+"""One ``yolo prune`` run: baseline, prune → validate → fine-tune → validate per step, the mAP budget, the record.
+
+The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``prune2``, ... or ``project``/``name``)::
+
+    prune/
+      weights/baseline.pt        the input model, copied (the input file itself is never written)
+      weights/step_k.pt          the model after step k (fine-tuned when epochs > 0)
+      weights/pruned.pt          the kept step's model: the result
+      weights/pruned.onnx        the result exported with Ultralytics' exporter (also baseline.onnx, for timing)
+      step_k/                    step k's fine-tune: an ordinary Ultralytics training run (results.csv, plots)
+      val/                       the validation runs behind every mAP in the report
+      prune_steps.csv            one row per step
+      prune_report.json          everything: arguments, baseline, steps, kept step, ONNX check, summary
+      prune_curve.png            mAP before/after fine-tune against the remaining size, redrawn after each step
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from copy import deepcopy
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from torch import nn
+from ultralytics.cfg import get_cfg, get_save_dir
+from ultralytics.utils import DEFAULT_CFG, LOGGER, colorstr, yaml_load
+from ultralytics.utils.checks import check_imgsz, check_yaml
+
+from ultralytics_prune_plugin.config import PluginArgumentError, plugin_keys
+from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
+from ultralytics_prune_plugin.nn.structure import mark_restructured
+from ultralytics_prune_plugin.report.files import write_csv_atomic, write_json_atomic
+from ultralytics_prune_plugin.report.plots import plot_prune_curve
+
+PREFIX = colorstr("prune: ")
+STEP_COLUMNS = [
+    "step",
+    "step_ratio",
+    "channels_kept",
+    "macs",
+    "params",
+    "pruned_map50",
+    "pruned_map50_95",
+    "recovered_map50",
+    "recovered_map50_95",
+    "finetune_s",
+    "within_budget",
+]
+# Keys that describe the prune run itself and are not passed on to the fine-tunes.
+RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
+
+
+class PruneRun:
+    """Prune a YOLO detector, fine-tune it step by step within an mAP budget, and write the record.
+
+    Args:
+        yolo (ultralytics.engine.model.Model): The loaded model; its file is never written.
+        overrides (dict): The keyword arguments of ``YOLO.prune()`` / the ``yolo prune`` command line.
+    """
+
+    def __init__(self, yolo, overrides: Dict[str, Any]):
+        """Check the arguments and the model; nothing is written until :meth:`run`."""
+        self.yolo = yolo
+        file_overrides = yaml_load(check_yaml(overrides["cfg"])) if overrides.get("cfg") else {}
+        self.user_overrides = {**file_overrides, **overrides}
+        self.user_overrides.pop("cfg", None)
+        self.args = get_cfg(DEFAULT_CFG, {**yolo.overrides, **self.user_overrides, "mode": "prune"})
+        self.args.imgsz = check_imgsz(self.args.imgsz, stride=32, max_dim=1)  # as training and export will round it
+        self._check_model()
+        self.data = self._resolve_data()
+        self.save_dir: Optional[Path] = None
+        self.report: Dict[str, Any] = {}
+
+    # Checks ------------------------------------------------------------------------------------------------------------
+    def _check_model(self) -> None:
+        """Refuse models the plugin cannot prune, with a one-line message."""
+        if not isinstance(self.yolo.model, nn.Module):
+            raise PluginArgumentError(f"'model={self.args.model}' is not a PyTorch model: only .pt and .yaml prune.")
+        if self.yolo.task != "detect":
+            raise PluginArgumentError(
+                f"'model={self.args.model}' is a '{self.yolo.task}' model: task {self.yolo.task} is not supported "
+                "yet, only task=detect"
+            )
+
+    def _resolve_data(self) -> Optional[dict]:
+        """Return the checked dataset dict, or None when no dataset is given and none is needed."""
+        from ultralytics.data.utils import check_det_dataset
+
+        data = self.user_overrides.get("data")
+        inherited = False
+        if not data and self.args.data:  # a trained checkpoint remembers its dataset
+            data, inherited = self.args.data, True
+        if not data:
+            if self.args.epochs > 0:
+                raise PluginArgumentError(
+                    f"'data' is missing: 'epochs={self.args.epochs}' fine-tunes after pruning and needs a dataset "
+                    "(or use 'epochs=0' to prune only)"
+                )
+            return None
+        try:
+            checked = check_det_dataset(str(data))
+        except Exception as e:
+            if inherited and self.args.epochs == 0:
+                LOGGER.warning(f"{PREFIX}WARNING ⚠️ the model's dataset '{data}' is not usable here; skipping mAP.")
+                return None
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PluginArgumentError(f"'data={data}' cannot be used: {first_line}") from None
+        self.args.data = str(data)
+        return checked
+
+    # The run -----------------------------------------------------------------------------------------------------------
+    def run(self) -> Dict[str, Any]:
+        """Run the whole flow and return the report (the same content as ``prune_report.json``)."""
+        self.save_dir = Path(get_save_dir(self.args))
+        self.weights_dir = self.save_dir / "weights"
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        LOGGER.info(f"{PREFIX}method={self.args.method} rate={self.args.rate} results in {colorstr('bold', self.save_dir)}")
+
+        model = self._baseline_model()
+        self.report = {
+            "args": self._public_args(),
+            "save_dir": str(self.save_dir),
+            "baseline": self._measure(model, "baseline", weights=self.weights_dir / "baseline.pt"),
+            "steps": [],
+            "kept_step": 0,
+            "stop_reason": None,
+        }
+        self._write_record()
+
+        if self.args.method == "slim":
+            self._run_slim(model)
+        else:
+            self._run_depgraph(model)
+        self._finish()
+        return self.report
+
+    def _baseline_model(self) -> nn.Module:
+        """Copy the input model, save the copy as ``baseline.pt`` and return it ready for pruning."""
+        from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
+
+        original = deepcopy(self.yolo.model).float()
+        save_checkpoint(original, self.weights_dir / "baseline.pt", self._train_args(), {"stage": "baseline"})
+        model = prepare_for_pruning(original)
+        return model
+
+    def _run_depgraph(self, model: nn.Module) -> None:
+        """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``."""
+        from ultralytics_prune_plugin.pruning.depgraph import prune_once, step_ratio
+
+        steps = self.args.iterative_steps
+        ratio = step_ratio(self.args.rate, steps)
+        for k in range(1, steps + 1):
+            LOGGER.info(
+                f"\n{PREFIX}step {k}/{steps}: pruning {ratio:.1%} of the channels of each prunable group "
+                f"(MACs now {self._current_macs() / 1e9:.3f} G)"
+            )
+            prune_once(model, self.args.imgsz, ratio, round_to=self.args.round_to)
+            model, stop = self._after_prune(model, k, {"step_ratio": ratio})
+            if stop:
+                break
+
+    def _run_slim(self, model: nn.Module) -> None:
+        """Network Slimming: one global BatchNorm-γ threshold, then fine-tuning."""
+        from ultralytics_prune_plugin.pruning.slim import gamma_sparsity_report, slim_prune
+
+        sparse_args = (getattr(self.yolo, "ckpt", None) or {}).get("train_args", {})
+        gamma = gamma_sparsity_report(model)
+        if not sparse_args.get("sparse"):
+            LOGGER.warning(
+                f"{PREFIX}WARNING ⚠️ this model was not sparse-trained ('yolo train sparse=True'); slim pruning "
+                "will cost more accuracy than after sparse training."
+            )
+        LOGGER.info(f"{PREFIX}BatchNorm γ before slim pruning: {gamma}")
+        if self.args.iterative_steps != DEFAULT_CFG.iterative_steps:
+            LOGGER.warning(f"{PREFIX}WARNING ⚠️ 'iterative_steps' does not apply to method=slim (one threshold).")
+        result = slim_prune(
+            model, self.args.rate, min_channels=self.args.min_channels, imgsz=self.args.imgsz, round_to=self.args.round_to
+        )
+        if result.applied_rate < self.args.rate - 1e-6:
+            LOGGER.warning(
+                f"{PREFIX}WARNING ⚠️ rate={self.args.rate} would empty layers; the rate applied is "
+                f"{result.applied_rate:.3f} (min_channels={self.args.min_channels})."
+            )
+        table = [{"layer": r[0], "channels_before": r[1], "channels_after": r[2]} for r in result.layers]
+        write_csv_atomic(self.save_dir / "slim_layers.csv", table, ["layer", "channels_before", "channels_after"])
+        self.report["slim"] = {
+            "requested_rate": result.requested_rate,
+            "applied_rate": result.applied_rate,
+            "threshold": result.threshold,
+            "gamma_before": gamma,
+            "sparse_trained": bool(sparse_args.get("sparse")),
+            "sr": sparse_args.get("sr") if sparse_args.get("sparse") else None,
+        }
+        self._after_prune(model, 1, {"step_ratio": result.applied_rate})
+
+    def _after_prune(self, model: nn.Module, k: int, extra: Dict[str, Any]):
+        """Validate the freshly pruned model, fine-tune it, validate again, record the step, apply the budget."""
+        mark_restructured(model, method=self.args.method, step=k)
+        row = {"step": k, **extra}
+        pruned = self._measure(model, f"step_{k}_pruned")
+        row.update({key: pruned[key] for key in ("channels_kept", "macs", "params")})
+        row["pruned_map50"], row["pruned_map50_95"] = pruned.get("map50"), pruned.get("map50_95")
+        LOGGER.info(
+            f"{PREFIX}step {k}: MACs {row['macs'] / 1e9:.3f} G, params {row['params']:,}, "
+            f"channels kept {row['channels_kept']:.1%}, mAP50-95 before fine-tune {_fmt(row['pruned_map50_95'])}"
+        )
+        if self.args.epochs > 0:
+            model, row["finetune_s"] = self._fine_tune(model, k)
+            recovered = self._validate(model, f"step_{k}_recovered")
+            row["recovered_map50"], row["recovered_map50_95"] = recovered["map50"], recovered["map50_95"]
+            LOGGER.info(f"{PREFIX}step {k}: mAP50-95 after fine-tune {_fmt(row['recovered_map50_95'])}")
+        step_weights = self.weights_dir / f"step_{k}.pt"
+        save_checkpoint(model, step_weights, self._train_args(), {"stage": f"step {k}", **row})
+        row["weights"] = str(step_weights)
+        stop = self._apply_budget(row)
+        self.report["steps"].append(row)
+        self._write_record()
+        if not stop and self._macs_target_met(row["macs"]):
+            self.report["stop_reason"] = f"target_macs reached at step {k}"
+            LOGGER.info(f"{PREFIX}{self.report['stop_reason']}")
+            stop = True
+        return model, stop
+
+    def _apply_budget(self, row: Dict[str, Any]) -> bool:
+        """Mark the step within or beyond ``max_map_drop``; return True when the loop must stop."""
+        base = self.report["baseline"].get("map50_95")
+        score = row.get("recovered_map50_95", row.get("pruned_map50_95"))
+        if base is None or score is None:
+            row["within_budget"] = None  # no data: nothing to budget against
+            self.report["kept_step"] = row["step"]
+            return False
+        drop = base - score
+        row["within_budget"] = drop <= self.args.max_map_drop
+        if row["within_budget"]:
+            self.report["kept_step"] = row["step"]
+            return False
+        kept = self.report["kept_step"]
+        self.report["stop_reason"] = (
+            f"step {row['step']} lost {drop:.4f} mAP50-95 (baseline {base:.4f} → {score:.4f}), more than "
+            f"max_map_drop={self.args.max_map_drop}; keeping "
+            + (f"step {kept}, the last step within the budget" if kept else "the unpruned model: no step stayed within it")
+        )
+        LOGGER.warning(f"{PREFIX}WARNING ⚠️ {self.report['stop_reason']}")
+        return True
+
+    def _macs_target_met(self, macs: float) -> bool:
+        """Return True when ``target_macs`` is set and reached (a fraction of the baseline, or GMACs)."""
+        target = self.args.target_macs
+        if target is None:
+            return False
+        goal = target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
+        self.report["target_macs"] = {"requested": target, "goal_macs": goal, "reached_macs": macs}
+        return macs <= goal
+
+    # Measuring -----------------------------------------------------------------------------------------------------------
+    def _measure(self, model: nn.Module, name: str, weights: Optional[Path] = None) -> Dict[str, Any]:
+        """MACs, params, channel fraction and (with data) mAP of ``model``."""
+        from ultralytics_prune_plugin.pruning.counting import count_macs_params
+        from ultralytics_prune_plugin.pruning.groups import prunable_convs
+
+        macs, params = count_macs_params(model, self.args.imgsz)
+        channels = sum(conv.out_channels for _, conv in prunable_convs(model))
+        if not hasattr(self, "_baseline_channels"):
+            self._baseline_channels = channels
+        self._macs = macs
+        record = {"macs": macs, "params": params, "channels_kept": channels / self._baseline_channels}
+        if weights is not None:
+            record["weights"] = str(weights)
+        record.update(self._validate(model, name))
+        return record
+
+    def _current_macs(self) -> float:
+        """MACs of the model as last measured."""
+        return getattr(self, "_macs", 0.0)
+
+    def _validate(self, model: nn.Module, name: str, batch: Optional[int] = None, rect: bool = True) -> Dict[str, Any]:
+        """Validate a deep copy of ``model`` (validation fuses Conv+BN in place) on the run's data."""
+        if self.data is None:
+            return {}
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        args = {
+            "task": "detect",
+            "mode": "val",
+            "data": self.args.data,
+            "imgsz": self.args.imgsz,
+            "batch": batch or self.args.batch,
+            "device": self.args.device,
+            "workers": self.args.workers,
+            "split": self.args.split,
+            "conf": self.args.conf,
+            "iou": self.args.iou,
+            "half": self.args.half,
+            "rect": rect,
+            "plots": False,
+            "verbose": False,
+        }
+        validator = DetectionValidator(args=args, save_dir=self.save_dir / "val" / name)
+        stats = validator(model=deepcopy(model).float().eval())
+        return {"map50": float(stats["metrics/mAP50(B)"]), "map50_95": float(stats["metrics/mAP50-95(B)"])}
+
+    # Fine-tuning ---------------------------------------------------------------------------------------------------------
+    def _fine_tune(self, model: nn.Module, k: int):
+        """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return the best model."""
+        from ultralytics_prune_plugin.engine.trainer import PruneAwareDetectionTrainer
+
+        start_weights = self.weights_dir / f"step_{k}_pruned.pt"
+        save_checkpoint(model, start_weights, self._train_args(), {"stage": f"step {k} before fine-tune"})
+        overrides = {
+            **{k2: v for k2, v in self.user_overrides.items() if k2 not in RUN_ONLY_KEYS},
+            "task": "detect",
+            "mode": "train",
+            "model": str(start_weights),  # a fresh process (multi-GPU) rebuilds the pruned model from this file
+            "data": self.args.data,
+            "epochs": self.args.epochs,
+            "imgsz": self.args.imgsz,
+            "project": str(self.save_dir),
+            "name": f"step_{k}",
+            "exist_ok": True,  # step_k/ belongs to this run
+            "sparse": False,
+        }
+        started = time.time()
+        trainer = PruneAwareDetectionTrainer(overrides=overrides)
+        trainer.train()
+        seconds = time.time() - started
+        best = trainer.best if trainer.best.exists() else trainer.last
+        return load_model(best), seconds
+
+    # Record --------------------------------------------------------------------------------------------------------------
+    def _train_args(self) -> Dict[str, Any]:
+        """The arguments stored in saved checkpoints (Ultralytics keeps the keys it knows)."""
+        return {**vars(self.args), "mode": "train", "model": str(self.args.model)}
+
+    def _public_args(self) -> Dict[str, Any]:
+        """The arguments that define this run, for the report."""
+        keys = ("model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
+        keys += ("max_map_drop", "round_to", "min_channels", "target_macs")
+        return {k: getattr(self.args, k) for k in keys}
+
+    def _write_record(self) -> None:
+        """Write the step CSV, the JSON report and the plot (each atomically)."""
+        write_csv_atomic(self.save_dir / "prune_steps.csv", self.report["steps"], STEP_COLUMNS)
+        write_json_atomic(self.save_dir / "prune_report.json", self.report)
+        if self.report["steps"]:
+            plot_prune_curve(self.report["baseline"], self.report["steps"], self.save_dir / "prune_curve.png")
+
+    def _finish(self) -> None:
+        """Save the kept model as ``pruned.pt``, export and check it in ONNX Runtime, print the summary."""
+        kept = self.report["kept_step"]
+        source = self.weights_dir / ("baseline.pt" if kept == 0 else f"step_{kept}.pt")
+        final = self.weights_dir / "pruned.pt"
+        shutil.copyfile(source, final.with_suffix(".pt.tmp"))
+        final.with_suffix(".pt.tmp").replace(final)
+        kept_row = self.report["steps"][kept - 1] if kept else self.report["baseline"]
+        self.report["final"] = {
+            "weights": str(final),
+            "step": kept,
+            "macs": kept_row["macs"],
+            "params": kept_row["params"],
+            "map50": kept_row.get("recovered_map50", kept_row.get("pruned_map50", kept_row.get("map50"))),
+            "map50_95": kept_row.get("recovered_map50_95", kept_row.get("pruned_map50_95", kept_row.get("map50_95"))),
+        }
+        if self.report["stop_reason"] is None:
+            self.report["stop_reason"] = f"all steps done; keeping step {kept}"
+        LOGGER.info(f"\n{PREFIX}{self.report['stop_reason']}")
+        self._deploy(final)
+        self._write_record()
+        LOGGER.info(self.summary_table())
+        LOGGER.info(f"{PREFIX}results saved to {colorstr('bold', self.save_dir)}")
+
+    def _deploy(self, final: Path) -> None:
+        """Export baseline and result to ONNX, validate the result in ONNX Runtime, and time both."""
+        from ultralytics_prune_plugin.deploy.onnx import export_onnx, measure_latency, onnx_file_mb, validate_onnx
+
+        imgsz = self.args.imgsz
+        onnx = {name: export_onnx(self.weights_dir / f"{name}.pt", imgsz) for name in ("baseline", "pruned")}
+        record: Dict[str, Any] = {
+            "pruned_onnx": str(onnx["pruned"]),
+            "file_mb": {name: onnx_file_mb(path) for name, path in onnx.items()},
+            "pt_file_mb": {name: (self.weights_dir / f"{name}.pt").stat().st_size / 1e6 for name in onnx},
+        }
+        if self.data is not None:
+            torch_map = self._validate(load_model(final), "pruned_pytorch_b1", batch=1, rect=False)
+            ort_map = validate_onnx(
+                onnx["pruned"], self.args.data, imgsz, project=self.save_dir / "val", name="pruned_onnx", plots=False
+            )
+            record.update(
+                pytorch_map50=torch_map["map50"],
+                pytorch_map50_95=torch_map["map50_95"],
+                onnx_map50=ort_map["map50"],
+                onnx_map50_95=ort_map["map50_95"],
+                onnx_provider=ort_map.get("provider"),
+                onnx_agrees=abs(ort_map["map50_95"] - torch_map["map50_95"]) <= 0.01,
+            )
+        latency = measure_latency(onnx, imgsz, runs=30, warmup=5)
+        record["latency_ms"] = latency
+        record["speedup"] = latency["baseline"]["median_ms"] / latency["pruned"]["median_ms"]
+        self.report["onnx"] = record
+
+    def summary_table(self) -> str:
+        """Return the baseline-against-final table printed at the end of the run."""
+        base, final, onnx = self.report["baseline"], self.report["final"], self.report.get("onnx", {})
+        lat = onnx.get("latency_ms", {})
+        rows = [
+            ("MACs (G)", base["macs"] / 1e9, final["macs"] / 1e9, "{:.3f}"),
+            ("params", base["params"], final["params"], "{:,}"),
+            ("mAP50", base.get("map50"), final.get("map50"), "{:.4f}"),
+            ("mAP50-95", base.get("map50_95"), final.get("map50_95"), "{:.4f}"),
+            (".pt size (MB)", onnx.get("pt_file_mb", {}).get("baseline"), onnx.get("pt_file_mb", {}).get("pruned"), "{:.2f}"),
+            ("ONNX size (MB)", onnx.get("file_mb", {}).get("baseline"), onnx.get("file_mb", {}).get("pruned"), "{:.2f}"),
+            (
+                "ORT CPU latency b1 (ms)",
+                lat.get("baseline", {}).get("median_ms"),
+                lat.get("pruned", {}).get("median_ms"),
+                "{:.2f}",
+            ),
+        ]
+        lines = [f"\n{PREFIX}summary (imgsz={self.args.imgsz}, kept step {final['step']})", f"{'':<24}{'baseline':>14}{'pruned':>14}{'ratio':>9}"]
+        for label, a, b, fmt in rows:
+            ratio = f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
+            lines.append(f"{label:<24}{_fmt(a, fmt):>14}{_fmt(b, fmt):>14}{ratio:>9}")
+        if "speedup" in onnx:
+            lines.append(f"{'speed-up (ORT)':<24}{onnx['speedup']:>37.2f}x")
+        if "onnx_map50_95" in onnx:
+            lines.append(
+                f"{'ONNX vs PyTorch mAP50-95':<24}{onnx['pytorch_map50_95']:>14.4f}{onnx['onnx_map50_95']:>14.4f}"
+                f"{'  (batch 1, same data)'}"
+            )
+        return "\n".join(lines)
+
+
+def _fmt(value: Any, fmt: str = "{:.4f}") -> str:
+    """Format a number, or '-' when it is unknown."""
+    return "-" if value is None else fmt.format(value)

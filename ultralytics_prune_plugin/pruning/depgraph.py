@@ -1,0 +1,274 @@
+"""One step of DepGraph group pruning (Torch-Pruning 1.6) on an Ultralytics YOLOv8 detector.
+
+Flow per outer step (see ``shared/notes/recipes.md`` section 1): :func:`prepare_for_pruning`, then
+:func:`prune_once` with the per-step ratio from :func:`step_ratio`, then fine-tune and repeat. Every call builds a
+new pruner, because the fine-tune reloads the model and an old pruner would point at dead modules.
+
+Decisions, checked against the installed Torch-Pruning 1.6 and Ultralytics 8.1.47:
+
+* Pruner: ``tp.pruner.BasePruner`` (``MetaPruner`` is now an alias of it) with
+  ``tp.importance.GroupMagnitudeImportance(p=2)``: plain group L2 magnitude pruning. ``GroupNormPruner`` only adds a
+  sparsity regulariser for training; its ``step()`` is the same.
+* Mode: the pruner's tracer calls ``model.eval()`` itself (so the dummy forward never updates BatchNorm running
+  statistics) and never switches back. :func:`prune_once` restores every module's training flag afterwards, so
+  :func:`prepare_for_pruning` does not touch the mode at all.
+* Tracing: in eval mode ``DetectionModel`` returns ``(y, [p3, p4, p5])``; Torch-Pruning flattens nested outputs, so
+  no ``output_transform`` is needed and ``Detect.export`` stays as it is. An explicit ``forward_fn`` is passed:
+  without one the tracer first tries ``model(*example_inputs)``, which unpacks a batch-1 tensor into a 3-D image,
+  fails inside the first BatchNorm, and leaves the first convolution recorded twice (marked "reused").
+* Width plan: Torch-Pruning keeps ``int(width * (1 - ratio))`` channels (floor), and its ``round_to`` rounds the
+  kept width *down* to a multiple. With a fresh pruner each step these floors compound: 16 steps at
+  ``step_ratio(0.5, 16)`` leave yolov8n's 16-channel layers with 1 channel, and ``round_to=8`` collapses every layer
+  to 8 channels. :func:`prune_once` therefore tracks each prunable convolution's ideal (unrounded) width on the model
+  (attribute ``pruning_ideal_widths``, pickled with it), shrinks it by ``1 - ratio`` each step, rounds it to the
+  nearest multiple of ``round_to`` (at least one multiple, never above the current width) and hands the pruner one
+  exact ratio per convolution. After ``k`` steps every prunable group keeps ``round(width * (1 - rate))`` channels.
+* Detect caches: ``Detect`` rebuilds ``anchors``/``strides`` whenever the feature-map shape it last saw changes;
+  pruning never changes the head's output width or the spatial sizes, so the caches stay valid. ``model.criterion``
+  (the cached ``v8DetectionLoss``) is deleted so that the loss path rebuilds it lazily on the right device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2
+from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params, dummy_input
+from ultralytics_prune_plugin.pruning.groups import ignored_layers, ignored_module_ids, prunable_convs
+
+IDEAL_WIDTHS_ATTRIBUTE = "pruning_ideal_widths"
+
+
+def prepare_for_pruning(model: nn.Module) -> nn.Module:
+    """Make a loaded Ultralytics detector ready for DepGraph tracing and pruning, in place.
+
+    * float32 (checkpoints are saved in half precision);
+    * ``requires_grad=True`` on every parameter: DepGraph traces through autograd, and loaded checkpoints have it off
+      (the DFL convolution is frozen again by the Ultralytics trainer, which always freezes ``.dfl``);
+    * every ``C2f`` swapped for an equivalent ``C2f_v2`` (idempotent);
+    * the cached ``criterion`` deleted (it survives pickling and would stay on the wrong device).
+
+    The training/eval mode is left unchanged (see the module docstring).
+
+    Args:
+        model: An Ultralytics ``DetectionModel`` (for a ``YOLO`` object pass ``yolo.model``).
+
+    Returns:
+        The same ``model``.
+    """
+    model.float()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    replace_c2f_with_c2f_v2(model)
+    clear_cached_criterion(model)
+    return model
+
+
+def clear_cached_criterion(model: nn.Module) -> None:
+    """Delete the loss object that ``BaseModel.loss`` caches as ``model.criterion``; it is rebuilt lazily."""
+    vars(model).pop("criterion", None)
+
+
+def step_ratio(rate: float, iterative_steps: int) -> float:
+    """Return the per-step channel pruning ratio such that ``iterative_steps`` steps remove ``rate`` in total.
+
+    ``1 - (1 - rate) ** (1 / iterative_steps)``: the steps compound, so each prunable layer ends with
+    ``1 - rate`` of its channels.
+
+    Args:
+        rate: Total fraction of channels to remove, in ``[0, 1)``.
+        iterative_steps: Number of pruning steps, at least 1.
+
+    Returns:
+        The fraction of the current channels to remove at each step.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    if iterative_steps < 1:
+        raise ValueError(f"iterative_steps must be at least 1, got {iterative_steps}")
+    return 1.0 - (1.0 - rate) ** (1.0 / iterative_steps)
+
+
+def build_group_pruner(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    ratio: float,
+    round_to: Optional[int] = None,
+    pruning_ratio_dict: Optional[Dict[nn.Module, float]] = None,
+) -> tp.pruner.BasePruner:
+    """Build a new Torch-Pruning group L2-magnitude pruner for one pruning step of ``model``.
+
+    Building traces ``model`` once (in eval mode, left in eval mode: restore it yourself, as :func:`prune_once`
+    does). Torch-Pruning's own ``round_to`` rounds the kept width *down*; :func:`prune_once` passes exact per-layer
+    ratios instead.
+
+    Args:
+        model: A detector prepared with :func:`prepare_for_pruning`.
+        example_inputs: A batch on the model's device; only its channel structure matters, any stride multiple works.
+        ratio: Fraction of each group's channels to remove in this step (``iterative_steps=1``).
+        round_to: Optional multiple for the kept widths, passed to Torch-Pruning.
+        pruning_ratio_dict: Optional per-module ratios that override ``ratio`` (keys must be module instances).
+
+    Returns:
+        A ``tp.pruner.BasePruner``; call ``step()`` once.
+
+    Raises:
+        ValueError: If ``model`` holds no ``Detect`` head, which would leave the outputs unprotected.
+    """
+    protected = ignored_layers(model)
+    if not protected:
+        raise ValueError("no Ultralytics Detect head found in the model: refusing to prune an unprotected output layer")
+    with torch.enable_grad():  # the tracer relies on autograd and asserts it is enabled
+        return tp.pruner.BasePruner(
+            model,
+            example_inputs,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            pruning_ratio_dict=pruning_ratio_dict,
+            iterative_steps=1,
+            ignored_layers=protected,
+            round_to=round_to,
+            forward_fn=_forward_for_tracing,
+            in_channel_groups={},  # fresh dicts: Torch-Pruning's mutable defaults are shared between pruners
+            out_channel_groups={},
+        )
+
+
+def _forward_for_tracing(model: nn.Module, example_inputs: torch.Tensor):
+    """Run ``model`` on the example batch exactly once (Torch-Pruning's ``forward_fn`` hook)."""
+    return model(example_inputs)
+
+
+def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optional[int] = None) -> dict:
+    """Prune ``ratio`` of the channels of every prunable group of ``model`` once, in place.
+
+    Prepares the model (idempotent), plans every prunable convolution's width from its tracked ideal width (see the
+    module docstring), builds a new pruner, steps it, restores the training flags and clears the cached criterion.
+    The ``Detect`` heads keep their output widths; their first convolutions lose input channels with the neck.
+
+    Args:
+        model: An Ultralytics ``DetectionModel``.
+        imgsz: Image size at which MACs are counted (the graph itself is traced on a small image).
+        ratio: Fraction of the current channels to remove, in ``[0, 1)``; use :func:`step_ratio` for iterative runs.
+        round_to: Optional multiple that every pruned width is rounded to (nearest, at least one multiple).
+
+    Returns:
+        ``macs_before``/``macs_after``, ``params_before``/``params_after`` (at ``imgsz``), ``channels_before``/
+        ``channels_after`` (:func:`channel_counts`), ``prune_seconds`` (pruner build + step), ``ratio``, ``round_to``
+        and ``imgsz``.
+
+    Raises:
+        ValueError: If ``ratio`` is outside ``[0, 1)``, ``round_to`` is below 1, or there is no ``Detect`` head.
+        RuntimeError: If a ``Detect`` head's output widths changed (never expected).
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    if round_to is not None and round_to < 1:
+        raise ValueError(f"round_to must be a positive integer or None, got {round_to}")
+    prepare_for_pruning(model)
+    training_flags = {module: module.training for module in model.modules()}
+    macs_before, params_before = count_macs_params(model, imgsz)
+    channels_before = channel_counts(model)
+    ideal_widths, ratios = plan_widths(model, ratio, round_to)
+
+    start = time.perf_counter()
+    try:
+        pruner = build_group_pruner(model, trace_inputs(model), ratio, pruning_ratio_dict=ratios)
+        pruner.step()
+    finally:  # the tracer switched everything to eval mode
+        for module, training in training_flags.items():
+            module.training = training
+    prune_seconds = time.perf_counter() - start
+
+    setattr(model, IDEAL_WIDTHS_ATTRIBUTE, ideal_widths)
+    clear_cached_criterion(model)
+    channels_after = channel_counts(model)
+    _check_head_outputs_unchanged(model, channels_before, channels_after)
+    macs_after, params_after = count_macs_params(model, imgsz)
+    return {
+        "ratio": ratio,
+        "round_to": round_to,
+        "imgsz": imgsz,
+        "macs_before": macs_before,
+        "macs_after": macs_after,
+        "params_before": params_before,
+        "params_after": params_after,
+        "channels_before": channels_before,
+        "channels_after": channels_after,
+        "prune_seconds": prune_seconds,
+    }
+
+
+def plan_widths(
+    model: nn.Module, ratio: float, round_to: Optional[int] = None
+) -> Tuple[Dict[str, float], Dict[nn.Module, float]]:
+    """Plan the kept width of every prunable convolution for one step.
+
+    Each convolution's ideal width (stored on the model by earlier steps, else its current width) is multiplied by
+    ``1 - ratio``; the kept width is that ideal rounded by :func:`target_width`. Convolutions coupled in one group have
+    the same current and ideal widths, hence the same ratio, so it does not matter which of them Torch-Pruning reads.
+
+    Args:
+        model: A detector prepared with :func:`prepare_for_pruning`.
+        ratio: Fraction of the ideal width to remove.
+        round_to: Optional multiple for the kept widths.
+
+    Returns:
+        ``(ideal_widths, ratios)``: the new ideal width per convolution name (to store after the step succeeds), and
+        the exact Torch-Pruning ratio per convolution instance that keeps the planned width.
+    """
+    previous = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}
+    ideal_widths, ratios = {}, {}
+    for name, conv in prunable_convs(model):
+        current = conv.out_channels
+        ideal = previous.get(name, float(current)) * (1.0 - ratio)
+        ideal_widths[name] = ideal
+        ratios[conv] = ratio_keeping(current, target_width(ideal, current, round_to))
+    return ideal_widths, ratios
+
+
+def target_width(ideal: float, current: int, round_to: Optional[int] = None) -> int:
+    """Round an ideal width to the nearest multiple of ``round_to`` (1 if None), at least one multiple.
+
+    The result never exceeds ``current``: pruning does not grow layers, and a layer narrower than ``round_to`` is
+    left as it is.
+    """
+    unit = round_to or 1
+    rounded = int(math.floor(ideal / unit + 0.5)) * unit
+    return min(current, max(unit, rounded))
+
+
+def ratio_keeping(current: int, kept: int) -> float:
+    """Return the Torch-Pruning ratio that keeps exactly ``kept`` of ``current`` channels.
+
+    Torch-Pruning keeps ``int(current * (1 - ratio))``; aiming at ``kept + 0.5`` makes the floor land on ``kept``
+    despite floating-point error.
+    """
+    return max(0.0, (current - kept - 0.5) / current)
+
+
+def trace_inputs(model: nn.Module) -> torch.Tensor:
+    """Return a small batch for graph tracing: two times the model's largest stride (64 px for YOLOv8)."""
+    stride = getattr(model, "stride", None)
+    largest = int(torch.as_tensor(stride).max()) if stride is not None else 32
+    return dummy_input(model, 2 * max(largest, 32))
+
+
+def channel_counts(model: nn.Module) -> Dict[str, int]:
+    """Return the output channel count of every ``nn.Conv2d`` in ``model``, by qualified module name."""
+    return {name: module.out_channels for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
+
+
+def _check_head_outputs_unchanged(model: nn.Module, before: Dict[str, int], after: Dict[str, int]) -> None:
+    """Raise ``RuntimeError`` if any convolution inside an ignored ``Detect`` head changed its output width."""
+    head_ids = ignored_module_ids(model)
+    head_names = [name for name, module in model.named_modules() if id(module) in head_ids and name in after]
+    changed = [name for name in head_names if before.get(name) != after[name]]
+    if changed:
+        raise RuntimeError(f"pruning changed the output channels of Detect layers: {changed}")
