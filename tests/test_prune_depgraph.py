@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMGSZ, run_python, run_yolo
+from conftest import FAST, IMGSZ, run_python, run_yolo
 
 
 def _sha(path: Path) -> str:
@@ -29,7 +29,7 @@ def two_step_run(trained, dataset, workdir):
     listing = sorted(p.name for p in trained["best"].parent.iterdir())
     proc = run_yolo(
         "prune", f"model={trained['best']}", f"data={dataset}", "rate=0.5", "iterative_steps=2", "epochs=1",
-        "max_map_drop=1.0", f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", "name=two_step", cwd=workdir,
+        "max_map_drop=1.0", f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST, "name=two_step", cwd=workdir,
     )
     run_dir = workdir / "runs" / "detect" / "two_step"
     return {
@@ -97,7 +97,7 @@ def test_pruned_model_keeps_structure_through_train(two_step_run, dataset, tmp_p
     shutil.copy(two_step_run["dir"] / "weights" / "pruned.pt", pruned)
     run_yolo(
         "train", f"model={pruned}", f"data={dataset}", "epochs=1", f"imgsz={IMGSZ}", "batch=16", "workers=0",
-        "lr0=0", "warmup_bias_lr=0", "optimizer=SGD", "plots=False", "name=ft", cwd=tmp_path,
+        "lr0=0", "warmup_bias_lr=0", "optimizer=SGD", "plots=False", *FAST, "name=ft", cwd=tmp_path,
     )
     trained = tmp_path / "runs" / "detect" / "ft" / "weights" / "last.pt"
     code = (
@@ -127,7 +127,7 @@ def test_pruned_model_val_predict_export(two_step_run, dataset, tmp_path):
 
 def test_budget_keeps_last_step_within_it(trained, dataset, tmp_path):
     """Rerun the same deterministic prune with a budget between the drops of steps 1 and 2: step 1 is kept."""
-    common = [f"model={trained['best']}", f"data={dataset}", "rate=0.8", "iterative_steps=3", "epochs=0",
+    common = [f"model={trained['best']}", f"data={dataset}", "rate=0.2", "iterative_steps=3", "epochs=0",
               f"imgsz={IMGSZ}", "batch=16", "workers=0"]
     run_yolo("prune", *common, "max_map_drop=1.0", "name=free", cwd=tmp_path)
     free = _report(tmp_path / "runs" / "detect" / "free")

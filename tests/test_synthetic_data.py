@@ -9,13 +9,16 @@ import yaml
 from ultralytics_prune_plugin.data import make_dataset
 from ultralytics_prune_plugin.data.synthetic import CLASS_NAMES, main
 
-SMALL = dict(n_train=6, n_val=3, imgsz=64)
+SMALL = {"n_train": 6, "n_val": 3, "imgsz": 64}
 
 
 def _digests(root):
     """Map each image/label/manifest path (relative to root) to its SHA-256."""
     files = [p for p in root.rglob("*") if p.is_file() and p.name != "data.yaml"]
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files
+    }
 
 
 @pytest.mark.parametrize("difficulty", ["easy", "hard"])
@@ -33,7 +36,10 @@ def test_same_arguments_give_identical_bytes(tmp_path, difficulty):
 def test_different_seed_changes_images(tmp_path):
     a = make_dataset(tmp_path / "a", seed=0, **SMALL)
     b = make_dataset(tmp_path / "b", seed=1, **SMALL)
-    assert _digests(a.parent)["images/train/train_00000.png"] != _digests(b.parent)["images/train/train_00000.png"]
+    assert (
+        _digests(a.parent)["images/train/train_00000.png"]
+        != _digests(b.parent)["images/train/train_00000.png"]
+    )
 
 
 def test_val_split_does_not_depend_on_n_train(tmp_path):
@@ -44,9 +50,18 @@ def test_val_split_does_not_depend_on_n_train(tmp_path):
     assert va == vb
 
 
-@pytest.mark.parametrize("difficulty,n_classes,max_objects", [("easy", 3, 3), ("hard", 8, 6)])
+@pytest.mark.parametrize(
+    "difficulty,n_classes,max_objects", [("easy", 3, 3), ("hard", 8, 6)]
+)
 def test_layout_yaml_and_labels_are_valid(tmp_path, difficulty, n_classes, max_objects):
-    path = make_dataset(tmp_path / "ds", n_train=12, n_val=4, imgsz=96, n_classes=n_classes, difficulty=difficulty)
+    path = make_dataset(
+        tmp_path / "ds",
+        n_train=12,
+        n_val=4,
+        imgsz=96,
+        n_classes=n_classes,
+        difficulty=difficulty,
+    )
     assert path == (tmp_path / "ds" / "data.yaml").resolve()
     data = yaml.safe_load(path.read_text())
     assert data["path"] == str(path.parent) and path.parent.is_absolute()
@@ -72,15 +87,15 @@ def test_layout_yaml_and_labels_are_valid(tmp_path, difficulty, n_classes, max_o
 @pytest.mark.parametrize(
     "kwargs,name",
     [
-        (dict(n_train=0), "n_train"),
-        (dict(n_val=0), "n_val"),
-        (dict(imgsz=31), "imgsz"),
-        (dict(imgsz=1281), "imgsz"),
-        (dict(imgsz=64.0), "imgsz"),
-        (dict(n_classes=0), "n_classes"),
-        (dict(n_classes=9), "n_classes"),
-        (dict(seed=-1), "seed"),
-        (dict(difficulty="medium"), "difficulty"),
+        ({"n_train": 0}, "n_train"),
+        ({"n_val": 0}, "n_val"),
+        ({"imgsz": 31}, "imgsz"),
+        ({"imgsz": 1281}, "imgsz"),
+        ({"imgsz": 64.0}, "imgsz"),
+        ({"n_classes": 0}, "n_classes"),
+        ({"n_classes": 9}, "n_classes"),
+        ({"seed": -1}, "seed"),
+        ({"difficulty": "medium"}, "difficulty"),
     ],
 )
 def test_invalid_arguments_raise_one_line_value_error(tmp_path, kwargs, name):
@@ -118,7 +133,12 @@ def test_refuses_foreign_dataset(tmp_path):
     with pytest.raises(FileExistsError):
         make_dataset(root, **SMALL)
     assert (root / "images" / "train" / "mine.jpg").read_bytes() == b"user data"
-    assert sorted(p.name for p in root.rglob("*")) == ["data.yaml", "images", "mine.jpg", "train"]
+    assert sorted(p.name for p in root.rglob("*")) == [
+        "data.yaml",
+        "images",
+        "mine.jpg",
+        "train",
+    ]
 
 
 def test_ultralytics_accepts_yaml(tmp_path):
@@ -134,7 +154,23 @@ def test_ultralytics_accepts_yaml(tmp_path):
 
 def test_cli_prints_yaml_path(tmp_path, capsys):
     root = tmp_path / "cli"
-    assert main(["--root", str(root), "--n-train", "2", "--n-val", "1", "--imgsz", "48", "--difficulty", "hard"]) == 0
+    assert (
+        main(
+            [
+                "--root",
+                str(root),
+                "--n-train",
+                "2",
+                "--n-val",
+                "1",
+                "--imgsz",
+                "48",
+                "--difficulty",
+                "hard",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == str(root.resolve() / "data.yaml")
     assert json.loads((root / "synthetic.json").read_text())["difficulty"] == "hard"
 

@@ -128,10 +128,10 @@ def check_plugin_args(cfg: Dict[str, Any]) -> Dict[str, Any]:
                 cfg[key] = None
                 continue
             raise PluginArgumentError(f"'{key}={value}' is not valid: '{key}' must be {rule.allowed}.")
-        value = _convert(key, value, rule)
-        if not rule.check(value):
+        converted = _convert(key, value, rule)
+        if not rule.check(converted):
             raise PluginArgumentError(f"'{key}={value}' is not valid: '{key}' must be {rule.allowed}.")
-        cfg[key] = value
+        cfg[key] = converted
     return cfg
 
 

@@ -32,15 +32,15 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 import yaml
 
-__all__ = ["CLASS_NAMES", "make_dataset", "main"]
+__all__ = ["CLASS_NAMES", "main", "make_dataset"]
 
 CLASS_NAMES = ("square", "disc", "triangle", "cross", "ring", "bar", "star", "diamond")
 FORMAT_VERSION = 1
@@ -123,8 +123,20 @@ def _star(outer: float, inner: float, points: int = 5) -> np.ndarray:
 def _cross(half_arm: float) -> np.ndarray:
     """Return a plus-sign polygon of extent 1 and arm half-width ``half_arm``."""
     a, h = half_arm, 0.5
-    pts = [(-a, -h), (a, -h), (a, -a), (h, -a), (h, a), (a, a),
-           (a, h), (-a, h), (-a, a), (-h, a), (-h, -a), (-a, -a)]
+    pts = [
+        (-a, -h),
+        (a, -h),
+        (a, -a),
+        (h, -a),
+        (h, a),
+        (a, a),
+        (a, h),
+        (-a, h),
+        (-a, a),
+        (-h, a),
+        (-h, -a),
+        (-a, -a),
+    ]
     return np.array(pts, dtype=np.float64)
 
 
@@ -197,7 +209,9 @@ def _overlap(a: Sequence[int], b: Sequence[int]) -> float:
     return iw * ih / smaller
 
 
-def _random_pose(rng: np.random.Generator, profile: _Profile, size: int, name: str) -> _Pose:
+def _random_pose(
+    rng: np.random.Generator, profile: _Profile, size: int, name: str
+) -> _Pose:
     """Draw a random size, aspect, rotation and position for one shape."""
     side = max(6.0, rng.uniform(*profile.size) * size)
     aspect = rng.uniform(0.85, 1.15)
@@ -210,7 +224,9 @@ def _random_pose(rng: np.random.Generator, profile: _Profile, size: int, name: s
     return _Pose(cx, cy, side * aspect, side / aspect, angle)
 
 
-def _random_color(rng: np.random.Generator, bg: np.ndarray, contrast: tuple[float, float]) -> np.ndarray:
+def _random_color(
+    rng: np.random.Generator, bg: np.ndarray, contrast: tuple[float, float]
+) -> np.ndarray:
     """Draw a colour whose RGB distance from ``bg`` lies in ``contrast``."""
     for _ in range(64):
         direction = rng.normal(size=3)
@@ -221,11 +237,16 @@ def _random_color(rng: np.random.Generator, bg: np.ndarray, contrast: tuple[floa
     return np.where(bg < 128.0, 255.0, 0.0)
 
 
-def _background(rng: np.random.Generator, profile: _Profile, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _background(
+    rng: np.random.Generator, profile: _Profile, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Return a textured float32 background image and its base colour."""
     base = rng.uniform(30.0, 225.0, size=3)
     grid = int(rng.integers(2, 8))
-    coarse = rng.uniform(-1.0, 1.0, size=(grid, grid, 3)).astype(np.float32) * profile.texture
+    coarse = (
+        rng.uniform(-1.0, 1.0, size=(grid, grid, 3)).astype(np.float32)
+        * profile.texture
+    )
     texture = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     return (texture + base.astype(np.float32)).astype(np.float32), base
 
@@ -249,11 +270,23 @@ def _place_objects(
     for _ in range(int(rng.integers(profile.objects[0], profile.objects[1] + 1))):
         cls = int(rng.integers(n_classes))
         for _attempt in range(30):
-            mask = _fill_mask(CLASS_NAMES[cls], _random_pose(rng, profile, size, CLASS_NAMES[cls]), size)
+            mask = _fill_mask(
+                CLASS_NAMES[cls],
+                _random_pose(rng, profile, size, CLASS_NAMES[cls]),
+                size,
+            )
             box = _mask_box(mask)
-            if box is None or box[0] == 0 or box[1] == 0 or box[2] == size or box[3] == size:
+            if (
+                box is None
+                or box[0] == 0
+                or box[1] == 0
+                or box[2] == size
+                or box[3] == size
+            ):
                 continue
-            if all(_overlap(box, other) <= profile.max_overlap for _, _, other in placed):
+            if all(
+                _overlap(box, other) <= profile.max_overlap for _, _, other in placed
+            ):
                 placed.append((cls, mask, box))
                 break
     return placed
@@ -267,15 +300,21 @@ def _half_plane(rng: np.random.Generator, pose: _Pose, size: int) -> np.ndarray:
     return (xs - pose.cx) * math.cos(phi) + (ys - pose.cy) * math.sin(phi) < offset
 
 
-def _distractor_mask(rng: np.random.Generator, profile: _Profile, n_classes: int, size: int) -> np.ndarray:
+def _distractor_mask(
+    rng: np.random.Generator, profile: _Profile, n_classes: int, size: int
+) -> np.ndarray:
     """Rasterise one unlabelled clutter item into a uint8 alpha mask."""
     kind = rng.choice(["outline", "partial", "other", "ellipse", "blob", "line"])
     name = CLASS_NAMES[int(rng.integers(len(CLASS_NAMES)))]
     if kind == "outline":
-        return _outline_mask(name, _random_pose(rng, profile, size, name), size, int(rng.integers(1, 3)))
+        return _outline_mask(
+            name, _random_pose(rng, profile, size, name), size, int(rng.integers(1, 3))
+        )
     if kind == "partial":
         pose = _random_pose(rng, profile, size, name)
-        return np.where(_half_plane(rng, pose, size), _fill_mask(name, pose, size), 0).astype(np.uint8)
+        return np.where(
+            _half_plane(rng, pose, size), _fill_mask(name, pose, size), 0
+        ).astype(np.uint8)
     if kind == "other" and n_classes < len(CLASS_NAMES):
         name = CLASS_NAMES[int(rng.integers(n_classes, len(CLASS_NAMES)))]
         return _fill_mask(name, _random_pose(rng, profile, size, name), size)
@@ -284,7 +323,15 @@ def _distractor_mask(rng: np.random.Generator, profile: _Profile, n_classes: int
     if kind == "line":
         ends = pose.apply(np.array([(-0.8, 0.0), (0.8, 0.0)]))
         thickness = int(rng.integers(1, max(2, size // 40) + 1))
-        cv2.line(mask, tuple(map(int, ends[0])), tuple(map(int, ends[1])), 255, thickness, cv2.LINE_AA, _SHIFT)
+        cv2.line(
+            mask,
+            tuple(map(int, ends[0])),
+            tuple(map(int, ends[1])),
+            255,
+            thickness,
+            cv2.LINE_AA,
+            _SHIFT,
+        )
         return mask
     if kind == "blob":
         n = int(rng.integers(5, 10))
@@ -307,16 +354,29 @@ def _render_image(
         ``"cls xc yc w h"`` with normalised coordinates.
     """
     img, base = _background(rng, profile, size)
-    for _ in range(int(rng.integers(profile.distractors[0], profile.distractors[1] + 1))):
-        _composite(img, _distractor_mask(rng, profile, n_classes, size), _random_color(rng, base, profile.contrast))
+    for _ in range(
+        int(rng.integers(profile.distractors[0], profile.distractors[1] + 1))
+    ):
+        _composite(
+            img,
+            _distractor_mask(rng, profile, n_classes, size),
+            _random_color(rng, base, profile.contrast),
+        )
     lines = []
     for cls, mask, (x0, y0, x1, y1) in _place_objects(rng, profile, n_classes, size):
         _composite(img, mask, _random_color(rng, base, profile.contrast))
-        xc, yc, w, h = (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size
+        xc, yc, w, h = (
+            (x0 + x1) / 2 / size,
+            (y0 + y1) / 2 / size,
+            (x1 - x0) / size,
+            (y1 - y0) / size,
+        )
         lines.append(f"{cls} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}")
     if rng.random() < profile.blur_prob:
         img = cv2.GaussianBlur(img, (3, 3), 0)
-    img += rng.normal(0.0, rng.uniform(*profile.noise), size=img.shape).astype(np.float32)
+    img += rng.normal(0.0, rng.uniform(*profile.noise), size=img.shape).astype(
+        np.float32
+    )
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), lines
 
 
@@ -337,7 +397,9 @@ def _write_split(root: Path, split: str, count: int, args: dict) -> None:
         img, lines = _render_image(rng, profile, args["n_classes"], args["imgsz"])
         ok, png = cv2.imencode(".png", img)
         if not ok:
-            raise OSError(f"OpenCV could not encode image {i} of split {split!r} as PNG")
+            raise OSError(
+                f"OpenCV could not encode image {i} of split {split!r} as PNG"
+            )
         stem = f"{split}_{i:05d}"
         (image_dir / f"{stem}.png").write_bytes(png.tobytes())
         _write_text(label_dir / f"{stem}.txt", "".join(line + "\n" for line in lines))
@@ -361,7 +423,9 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
     """Raise ``ValueError`` unless ``value`` is an int in ``[low, high]``."""
     valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     if not valid or value < low or (high is not None and value > high):
-        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        allowed = (
+            f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        )
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
@@ -373,7 +437,9 @@ def _validated_args(n_train, n_val, imgsz, n_classes, seed, difficulty) -> dict:
     _check_int("n_classes", n_classes, 1, len(CLASS_NAMES))
     _check_int("seed", seed, 0)
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+        raise ValueError(
+            f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}"
+        )
     return {
         "format_version": FORMAT_VERSION,
         "n_train": int(n_train),
@@ -410,10 +476,16 @@ def _cached_yaml(root: Path, args: dict) -> Path | None:
     if (root / YAML_NAME).exists():
         if manifest == args:
             return root / YAML_NAME
-        raise FileExistsError(f"{root} already holds a dataset made with other arguments; use another root")
+        raise FileExistsError(
+            f"{root} already holds a dataset made with other arguments; use another root"
+        )
     foreign_files = _has_files(root / "images") or _has_files(root / "labels")
-    if ((root / MANIFEST_NAME).exists() and manifest != args) or (foreign_files and manifest is None):
-        raise FileExistsError(f"{root} already holds files not made with these arguments; use another root")
+    if ((root / MANIFEST_NAME).exists() and manifest != args) or (
+        foreign_files and manifest is None
+    ):
+        raise FileExistsError(
+            f"{root} already holds files not made with these arguments; use another root"
+        )
     return None
 
 
@@ -460,7 +532,9 @@ def make_dataset(
     _write_text(root / MANIFEST_NAME, json.dumps(args, indent=2, sort_keys=True) + "\n")
     _write_split(root, "train", args["n_train"], args)
     _write_split(root, "val", args["n_val"], args)
-    return _write_yaml(root, args["n_classes"])  # written last: marks the dataset finished
+    return _write_yaml(
+        root, args["n_classes"]
+    )  # written last: marks the dataset finished
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -472,17 +546,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         Process exit status (0 on success; argument errors exit with 2).
     """
-    parser = argparse.ArgumentParser(description="Generate a synthetic YOLO shapes dataset.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ultralytics_prune_plugin.data.synthetic",
+        description="Generate a synthetic YOLO shapes dataset and print the path of its data YAML.",
+    )
     parser.add_argument("--root", required=True, help="output folder")
-    parser.add_argument("--n-train", type=int, default=64, help="training images (default 64)")
-    parser.add_argument("--n-val", type=int, default=16, help="validation images (default 16)")
-    parser.add_argument("--imgsz", type=int, default=160, help="image side in pixels (default 160)")
-    parser.add_argument("--n-classes", type=int, default=4, help="number of classes, 1-8 (default 4)")
+    parser.add_argument(
+        "--n-train", type=int, default=64, help="training images (default 64)"
+    )
+    parser.add_argument(
+        "--n-val", type=int, default=16, help="validation images (default 16)"
+    )
+    parser.add_argument(
+        "--imgsz", type=int, default=160, help="image side in pixels (default 160)"
+    )
+    parser.add_argument(
+        "--n-classes", type=int, default=4, help="number of classes, 1-8 (default 4)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--difficulty", choices=DIFFICULTIES, default="easy", help="default easy")
+    parser.add_argument(
+        "--difficulty", choices=DIFFICULTIES, default="easy", help="default easy"
+    )
     ns = parser.parse_args(argv)
     try:
-        path = make_dataset(ns.root, ns.n_train, ns.n_val, ns.imgsz, ns.n_classes, ns.seed, ns.difficulty)
+        path = make_dataset(
+            ns.root,
+            ns.n_train,
+            ns.n_val,
+            ns.imgsz,
+            ns.n_classes,
+            ns.seed,
+            ns.difficulty,
+        )
     except (ValueError, FileExistsError) as e:
         parser.error(str(e))
     print(path)
