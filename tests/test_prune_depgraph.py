@@ -162,3 +162,23 @@ def test_one_shot_rate_half_cuts_macs_at_640(tmp_path):
     run_yolo("prune", "model=yolov8n.yaml", "rate=0.3", "iterative_steps=1", "epochs=0", "imgsz=64", cwd=tmp_path)
     assert (tmp_path / "runs" / "detect" / "prune2" / "prune_report.json").exists()
     assert _report(run_dir)["args"]["rate"] == 0.5  # the first run is untouched
+
+
+def test_finetune_map_is_reproduced_by_validating_best(two_step_run):
+    """The recovered mAP in the report (our validation of step_2/weights/best.pt) matches the fine-tune's own."""
+    d = two_step_run["dir"]
+    rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader((d / "step_2" / "results.csv").open())]
+    trained_map = max(float(r["metrics/mAP50-95(B)"]) for r in rows)
+    recovered = _report(d)["steps"][1]["recovered_map50_95"]
+    assert abs(trained_map - recovered) <= 0.01, (trained_map, recovered)
+
+
+def test_saved_models_carry_no_cached_loss(two_step_run):
+    weights = two_step_run["dir"] / "weights"
+    code = (
+        "import torch\n"
+        f"for name in ('pruned.pt', 'step_1.pt', 'step_2.pt', 'step_2_pruned.pt'):\n"
+        f"    m = torch.load(r'{weights}' + '/' + name, weights_only=False)['model']\n"
+        "    print(any('criterion' in mod.__dict__ for mod in m.modules()))\n"
+    )
+    assert run_python(code, cwd=two_step_run["dir"]).stdout.split() == ["False"] * 4

@@ -158,6 +158,7 @@ def _register_cli() -> None:
         "\n\n    ultralytics-prune-plugin adds the modes 'prune' and 'sparse':\n"
         "        yolo prune model=best.pt data=data.yaml rate=0.5 iterative_steps=16 max_map_drop=0.2 epochs=30\n"
         "        yolo prune model=sparse.pt data=data.yaml method=slim rate=0.5 epochs=30\n"
+        "        yolo prune resume=runs/detect/prune3   (continue an interrupted run after its last completed step)\n"
         "        yolo sparse model=best.pt data=data.yaml sr=0.01 epochs=50   (= yolo train sparse=True ...)\n"
         "    and these keys:\n" + plugin_help() + "\n"
     )
@@ -177,27 +178,68 @@ def _register_cli() -> None:
 
     @functools.wraps(original_entrypoint)
     def entrypoint(debug=""):
+        argv = debug.split(" ")[1:] if debug else cfg.ARGV[1:]
+        mode = None
         try:
-            _check_plugin_mode_inputs(debug.split(" ")[1:] if debug else cfg.ARGV[1:])
-            return original_entrypoint(debug)
+            mode, resumed_argv = _check_plugin_mode_inputs(argv)
+            if resumed_argv is None:
+                return original_entrypoint(debug)
+            saved = cfg.ARGV  # run Ultralytics' own parsing on the completed or reordered arguments
+            cfg.ARGV = [saved[0] if saved else "yolo", *resumed_argv]
+            try:
+                return original_entrypoint("")
+            finally:
+                cfg.ARGV = saved
         except PluginArgumentError as e:
             print(f"ERROR ❌ {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            if mode not in PLUGIN_MODES:
+                raise
+            if mode == "sparse":  # `yolo prune` has logged where its results are and how to resume
+                LOGGER.warning("\nInterrupted; resume with 'yolo sparse resume model=path/to/run/weights/last.pt'")
+            raise SystemExit(130) from None  # Ctrl-C: no traceback
 
     cfg.entrypoint = entrypoint
 
 
-def _check_plugin_mode_inputs(argv) -> None:
-    """For ``yolo prune``/``yolo sparse``, check the model file before Ultralytics tries to load or download it."""
+def _check_plugin_mode_inputs(argv):
+    """For ``yolo prune``/``yolo sparse``, check the model file before Ultralytics tries to load or download it.
+
+    Returns:
+        (tuple): The mode, and for ``yolo prune resume=...`` the arguments to run instead (else None): the resumed
+            run's folder as ``resume`` and its own ``weights/baseline.pt`` as ``model``, so that Ultralytics never
+            falls back to (and downloads) its default model. The resumed run continues from its own checkpoints.
+    """
     import ultralytics.cfg as cfg
 
     from ultralytics_prune_plugin.engine.inputs import check_model_file
+    from ultralytics_prune_plugin.engine.resume import find_run, resume_requested
 
     tokens = cfg.merge_equals_args(list(argv))
     pairs = dict(t.split("=", 1) for t in tokens if "=" in t)
     mode = next((t for t in tokens if t in PLUGIN_MODES), pairs.get("mode"))
+    if mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", "")))):
+        given = {"resume": True} if "resume" in tokens else {}
+        for token in tokens:
+            if "=" in token:
+                try:
+                    key, value = cfg.parse_key_value_pair(token)
+                except Exception:
+                    continue  # Ultralytics' own parsing reports it
+                given[key] = value
+        run_dir, _ = find_run(given["resume"], given)
+        kept = [t for t in tokens if t != "resume" and not t.startswith(("resume=", "model="))]
+        return mode, [*kept, f"resume={run_dir}", f"model={run_dir / 'weights' / 'baseline.pt'}"]
     if mode in PLUGIN_MODES and pairs.get("model"):
         check_model_file(pairs["model"])
+    cfg_tokens = [t for t in tokens if t.startswith("cfg=")]
+    if mode in PLUGIN_MODES and cfg_tokens and tokens[: len(cfg_tokens)] != cfg_tokens:
+        # Ultralytics 8.1 replaces every key given before `cfg=` with the file's content, so the seed's
+        # `yolo prune model=last.pt cfg=default.yaml ...` would lose its model: read the file first instead, so its
+        # keys apply and the command line's keys win.
+        return mode, cfg_tokens + [t for t in tokens if not t.startswith("cfg=")]
+    return mode, None
 
 
 def _register_model_methods() -> None:

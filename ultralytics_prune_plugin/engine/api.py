@@ -26,4 +26,13 @@ def sparse(self, **kwargs):
         raise PluginArgumentError("'sparse=False' contradicts mode 'sparse': leave 'sparse' out, or use 'yolo train'.")
     if not kwargs.get("data") and not kwargs.get("resume") and not kwargs.get("cfg"):
         raise PluginArgumentError("'data' is missing: sparse training needs a dataset, e.g. 'data=path/to/data.yaml'.")
+    if self.task != "detect":
+        raise PluginArgumentError(
+            f"'model={kwargs.get('model', self.model_name)}' is a '{self.task}' model: task {self.task} is not "
+            "supported yet by sparse training, only task=detect"
+        )
+    if kwargs.get("data") and not kwargs.get("resume"):
+        from ultralytics_prune_plugin.engine.inputs import check_detection_data
+
+        check_detection_data(kwargs["data"], need_train=True)  # one line for a broken YAML or missing images
     return self.train(**{**kwargs, "sparse": True})

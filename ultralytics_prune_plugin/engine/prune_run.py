@@ -12,13 +12,19 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
       prune_steps.csv            one row per step
       prune_report.json          everything: arguments, baseline, steps, kept step, ONNX check, summary
       prune_curve.png            mAP before/after fine-tune against the remaining size, redrawn after each step
+
+Resume: ``yolo prune resume=runs/detect/prune3`` (or ``resume=True``, see :mod:`.resume`) continues an interrupted run
+in its own folder after its last completed step, with the arguments it was started with (kept in the report under
+``run_overrides``), and records ``resumed`` in the report. Ctrl-C prints the command that does it.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from copy import deepcopy
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -28,9 +34,10 @@ from ultralytics.utils import DEFAULT_CFG, LOGGER, colorstr, yaml_load
 from ultralytics.utils.checks import check_imgsz, check_yaml
 
 from ultralytics_prune_plugin.config import PluginArgumentError, plugin_keys
+from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.nn.structure import mark_restructured
-from ultralytics_prune_plugin.report.files import write_csv_atomic, write_json_atomic
+from ultralytics_prune_plugin.report.files import write_atomic, write_csv_atomic, write_json_atomic
 from ultralytics_prune_plugin.report.plots import plot_prune_curve
 
 PREFIX = colorstr("prune: ")
@@ -55,7 +62,8 @@ class PruneRun:
     """Prune a YOLO detector, fine-tune it step by step within an mAP budget, and write the record.
 
     Args:
-        yolo (ultralytics.engine.model.Model): The loaded model; its file is never written.
+        yolo (ultralytics.engine.model.Model): The loaded model; its file is never written. Not used when
+            ``overrides`` holds ``resume``: the run continues from its own checkpoints.
         overrides (dict): The keyword arguments of ``YOLO.prune()`` / the ``yolo prune`` command line.
     """
 
@@ -63,11 +71,28 @@ class PruneRun:
         """Check the arguments and the model; nothing is written until :meth:`run`."""
         self.yolo = yolo
         file_overrides = yaml_load(check_yaml(overrides["cfg"])) if overrides.get("cfg") else {}
-        self.user_overrides = {**file_overrides, **overrides}
-        self.user_overrides.pop("cfg", None)
-        self.args = get_cfg(DEFAULT_CFG, {**yolo.overrides, **self.user_overrides, "mode": "prune"})
+        given = {**file_overrides, **overrides}
+        given.pop("cfg", None)
+        self.resume_dir: Optional[Path] = None
+        self._resume_report: Dict[str, Any] = {}
+        if resuming.resume_requested(given.get("resume")):
+            # The run goes on with the arguments it was started with; only resuming.MAY_CHANGE keys may differ.
+            self.resume_dir, self._resume_report = resuming.find_run(given["resume"], given)
+            stored = self._resume_report["run_overrides"]
+            self.checkpoint_overrides = dict(stored.get("checkpoint", {}))
+            changed = {k: given[k] for k in resuming.MAY_CHANGE if k in given}
+            self.user_overrides = {**stored.get("given", {}), **changed}
+            self._sparse_args = dict(stored.get("input_train_args", {}))
+        else:
+            self.checkpoint_overrides = dict(yolo.overrides)
+            self.user_overrides = given
+            train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {})
+            self._sparse_args = {k: v for k, v in train_args.items() if k in ("sparse", "sr")}
+        self.args = get_cfg(DEFAULT_CFG, {**self.checkpoint_overrides, **self.user_overrides, "mode": "prune"})
+        self.args.resume = False  # not passed on: each fine-tune is a new training run
         self.args.imgsz = check_imgsz(self.args.imgsz, stride=32, max_dim=1)  # as training and export will round it
-        self._check_model()
+        if self.resume_dir is None:
+            self._check_model()  # a resumed run was checked when it started
         self.data = self._resolve_data()
         self.save_dir: Optional[Path] = None
         self.report: Dict[str, Any] = {}
@@ -85,7 +110,7 @@ class PruneRun:
 
     def _resolve_data(self) -> Optional[dict]:
         """Return the checked dataset dict, or None when no dataset is given and none is needed."""
-        from ultralytics.data.utils import check_det_dataset
+        from ultralytics_prune_plugin.engine.inputs import check_detection_data
 
         data = self.user_overrides.get("data")
         inherited = False
@@ -99,41 +124,127 @@ class PruneRun:
                 )
             return None
         try:
-            checked = check_det_dataset(str(data))
-        except Exception as e:
+            checked = check_detection_data(data, need_train=self.args.epochs > 0)
+        except PluginArgumentError:
             if inherited and self.args.epochs == 0:
                 LOGGER.warning(f"{PREFIX}WARNING ⚠️ the model's dataset '{data}' is not usable here; skipping mAP.")
                 return None
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise PluginArgumentError(f"'data={data}' cannot be used: {first_line}") from None
+            raise
         self.args.data = str(data)
         return checked
 
     # The run -----------------------------------------------------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
-        """Run the whole flow and return the report (the same content as ``prune_report.json``)."""
-        self.save_dir = Path(get_save_dir(self.args))
-        self.weights_dir = self.save_dir / "weights"
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
-        LOGGER.info(f"{PREFIX}method={self.args.method} rate={self.args.rate} results in {colorstr('bold', self.save_dir)}")
+        """Run the whole flow and return the report (the same content as ``prune_report.json``).
 
-        model = self._baseline_model()
-        self.report = {
-            "args": self._public_args(),
-            "save_dir": str(self.save_dir),
-            "baseline": self._measure(model, "baseline", weights=self.weights_dir / "baseline.pt"),
-            "steps": [],
-            "kept_step": 0,
-            "stop_reason": None,
-        }
-        self._write_record()
+        On KeyboardInterrupt, log where the results are and how to resume, then re-raise it.
+        """
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            self._log_interrupted()
+            raise
 
-        if self.args.method == "slim":
-            self._run_slim(model)
+    def _run(self) -> Dict[str, Any]:
+        """Start (or resume) the run, prune step by step, finish."""
+        if self.resume_dir is not None:
+            model, first_step = self._restore()
         else:
-            self._run_depgraph(model)
+            self.save_dir = Path(get_save_dir(self.args))
+            self.weights_dir = self.save_dir / "weights"
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            LOGGER.info(
+                f"{PREFIX}method={self.args.method} rate={self.args.rate} results in {colorstr('bold', self.save_dir)}"
+            )
+            model = self._baseline_model()
+            self.report = {
+                "args": self._public_args(),
+                "save_dir": str(self.save_dir),
+                "baseline": self._measure(model, "baseline", weights=self.weights_dir / "baseline.pt"),
+                "steps": [],
+                "kept_step": 0,
+                "stop_reason": None,
+                "run_overrides": {  # what a resume needs to go on with the same arguments
+                    "checkpoint": resuming.jsonable_overrides(self.checkpoint_overrides),
+                    "given": resuming.jsonable_overrides(self.user_overrides),
+                    "input_train_args": resuming.jsonable_overrides(self._sparse_args),
+                },
+            }
+            self._write_record()
+            first_step = 1
+
+        if self.report["stop_reason"] is not None:
+            pass  # a resumed run that had already stopped (mAP budget or target_macs): only the finish is left
+        elif self.args.method == "slim":
+            if first_step == 1:
+                self._run_slim(model)
+        else:
+            self._run_depgraph(model, first_step)
         self._finish()
         return self.report
+
+    def _restore(self):
+        """Reopen an interrupted run: its report, its last completed step's model, a clean folder after that step."""
+        from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
+        from ultralytics_prune_plugin.pruning.groups import prunable_convs
+
+        self.save_dir = self.resume_dir
+        self.weights_dir = self.save_dir / "weights"
+        self.report = self._resume_report
+        self.report["save_dir"] = str(self.save_dir)  # the folder may have been moved since
+        self.report["baseline"]["weights"] = str(self.weights_dir / "baseline.pt")
+        for row in self.report["steps"]:
+            row["weights"] = str(self.weights_dir / f"step_{row['step']}.pt")
+        done = len(self.report["steps"])
+        resuming.clean_unfinished(self.save_dir, done)
+        baseline = prepare_for_pruning(load_model(self.weights_dir / "baseline.pt"))
+        self._baseline_channels = sum(conv.out_channels for _, conv in prunable_convs(baseline))
+        if done:
+            model = prepare_for_pruning(load_model(self.weights_dir / f"step_{done}.pt"))
+            self._macs = self.report["steps"][-1]["macs"]
+        else:
+            model = baseline
+            self._macs = self.report["baseline"]["macs"]
+        k = done + 1
+        self.report.setdefault("resumed", []).append(
+            {"at_step": k, "steps_done": done, "time": datetime.now().isoformat(timespec="seconds")}
+        )
+        self._write_record()
+        total = 1 if self.args.method == "slim" else self.args.iterative_steps
+        finished = done >= total or self.report["stop_reason"]
+        left = "only the finish is left" if finished else f"continuing at step {k}/{total}"
+        LOGGER.info(
+            f"{PREFIX}resuming {colorstr('bold', self.save_dir)} from step {k}: "
+            + (f"step {done} was the last completed step (weights/step_{done}.pt)" if done else "no step was completed")
+            + f"; {left}"
+        )
+        return model, k
+
+    def _log_interrupted(self) -> None:
+        """Say where the results of an interrupted run are, which step was completed last, and how to resume."""
+        report_file = self.save_dir / "prune_report.json" if self.save_dir is not None else None
+        if report_file is None or not report_file.is_file():
+            where = f" ({self.save_dir} can be deleted)" if self.save_dir is not None else ""
+            LOGGER.warning(
+                f"\n{PREFIX}interrupted before the baseline was recorded; nothing to resume, start the run again{where}"
+            )
+            return
+        try:
+            import json
+
+            on_disk = json.loads(report_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            on_disk = self.report
+        if "final" in on_disk:
+            LOGGER.warning(f"\n{PREFIX}interrupted after the run finished; results in {self.save_dir}")
+            return
+        done = len(on_disk.get("steps", []))
+        last = f"step {done} (weights/step_{done}.pt)" if done else "none (the baseline is recorded)"
+        LOGGER.warning(
+            f"\n{PREFIX}interrupted. Results so far are in {self.save_dir}: last completed step: {last}; "
+            f"prune_steps.csv and prune_report.json hold every completed step.\n"
+            f"{PREFIX}resume with: yolo prune {shlex.quote(f'resume={Path(self.save_dir).resolve()}')}"
+        )
 
     def _baseline_model(self) -> nn.Module:
         """Copy the input model, save the copy as ``baseline.pt`` and return it ready for pruning."""
@@ -144,27 +255,48 @@ class PruneRun:
         model = prepare_for_pruning(original)
         return model
 
-    def _run_depgraph(self, model: nn.Module) -> None:
-        """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``."""
+    def _run_depgraph(self, model: nn.Module, first_step: int = 1) -> None:
+        """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``.
+
+        A resumed run starts at ``first_step`` with the same per-step ratio; the model carries its ideal widths
+        (``pruning_ideal_widths``), so it ends with the same channel counts as an uninterrupted run.
+        """
         from ultralytics_prune_plugin.pruning.depgraph import prune_once, step_ratio
 
         steps = self.args.iterative_steps
         ratio = step_ratio(self.args.rate, steps)
-        for k in range(1, steps + 1):
+        for k in range(first_step, steps + 1):
             LOGGER.info(
                 f"\n{PREFIX}step {k}/{steps}: pruning {ratio:.1%} of the channels of each prunable group "
                 f"(MACs now {self._current_macs() / 1e9:.3f} G)"
             )
             prune_once(model, self.args.imgsz, ratio, round_to=self.args.round_to)
-            model, stop = self._after_prune(model, k, {"step_ratio": ratio})
+            extra = {"step_ratio": ratio}
+            clamped = self._clamped_layers(model)
+            if clamped:
+                extra["clamped_layers"] = clamped
+                LOGGER.warning(
+                    f"{PREFIX}WARNING ⚠️ rate={self.args.rate} would leave {clamped} layers without channels; they "
+                    f"keep {self.args.round_to or 1} channel(s) each (clamped)"
+                )
+            model, stop = self._after_prune(model, k, extra)
             if stop:
                 break
+
+    def _clamped_layers(self, model: nn.Module) -> int:
+        """Count prunable convolutions whose ideal width rounds to nothing and that keep the minimum width instead."""
+        from ultralytics_prune_plugin.pruning.depgraph import IDEAL_WIDTHS_ATTRIBUTE
+        from ultralytics_prune_plugin.pruning.groups import prunable_convs
+
+        unit = self.args.round_to or 1
+        ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}
+        return sum(1 for name, _ in prunable_convs(model) if name in ideal and ideal[name] < unit / 2)
 
     def _run_slim(self, model: nn.Module) -> None:
         """Network Slimming: one global BatchNorm-γ threshold, then fine-tuning."""
         from ultralytics_prune_plugin.pruning.slim import gamma_sparsity_report, slim_prune
 
-        sparse_args = (getattr(self.yolo, "ckpt", None) or {}).get("train_args", {})
+        sparse_args = self._sparse_args  # the input checkpoint's train_args (kept in the report for a resume)
         gamma = gamma_sparsity_report(model)
         if not sparse_args.get("sparse"):
             LOGGER.warning(
@@ -174,24 +306,51 @@ class PruneRun:
         LOGGER.info(f"{PREFIX}BatchNorm γ before slim pruning: {gamma}")
         if self.args.iterative_steps != DEFAULT_CFG.iterative_steps:
             LOGGER.warning(f"{PREFIX}WARNING ⚠️ 'iterative_steps' does not apply to method=slim (one threshold).")
-        result = slim_prune(
-            model, self.args.rate, min_channels=self.args.min_channels, imgsz=self.args.imgsz, round_to=self.args.round_to
-        )
-        if result.applied_rate < self.args.rate - 1e-6:
+
+        def slim(target: nn.Module, rate: float, verbose: bool = True):
+            """Slim-prune ``target`` in place at ``rate`` with the run's settings."""
+            kwargs = dict(min_channels=self.args.min_channels, imgsz=self.args.imgsz, round_to=self.args.round_to)
+            return slim_prune(target, rate, verbose=verbose, **kwargs)
+
+        rate, target_search = self.args.rate, None
+        if self.args.target_macs is not None:
+            # One threshold, so no loop to stop: take the smallest rate <= 'rate' whose MACs meet the target, found by
+            # bisection on copies (MACs never grow with the rate: a higher rate removes a superset of the channels).
+            target = self.args.target_macs
+            goal = target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
+            trials = {rate: slim(deepcopy(model), rate, verbose=False).macs_after}
+            if trials[rate] <= goal:
+                low, high = 0.0, rate
+                while high - low > 2e-3:
+                    mid = (low + high) / 2
+                    trials[mid] = slim(deepcopy(model), mid, verbose=False).macs_after
+                    low, high = (low, mid) if trials[mid] <= goal else (mid, high)
+                rate = high
+            target_search = {"goal_macs": goal, "rate": rate, "trials": len(trials)}
+            LOGGER.info(
+                f"{PREFIX}target_macs={target}: slim rate {rate:.3f} of at most {self.args.rate} "
+                + (f"meets {goal / 1e9:.3f} GMACs" if trials[rate] <= goal else f"cannot reach {goal / 1e9:.3f} GMACs")
+                + f" ({len(trials)} trial prunes on copies)"
+            )
+        result = slim(model, rate)
+        if result.applied_rate < rate - 1e-6:
             LOGGER.warning(
-                f"{PREFIX}WARNING ⚠️ rate={self.args.rate} would empty layers; the rate applied is "
+                f"{PREFIX}WARNING ⚠️ rate={rate:g} would empty layers; the rate applied is "
                 f"{result.applied_rate:.3f} (min_channels={self.args.min_channels})."
             )
-        table = [{"layer": r[0], "channels_before": r[1], "channels_after": r[2]} for r in result.layers]
+        table = [{"layer": r.name, "channels_before": r.before, "channels_after": r.after} for r in result.layers]
         write_csv_atomic(self.save_dir / "slim_layers.csv", table, ["layer", "channels_before", "channels_after"])
         self.report["slim"] = {
             "requested_rate": result.requested_rate,
             "applied_rate": result.applied_rate,
+            "clamped": result.clamped,
             "threshold": result.threshold,
             "gamma_before": gamma,
             "sparse_trained": bool(sparse_args.get("sparse")),
             "sr": sparse_args.get("sr") if sparse_args.get("sparse") else None,
         }
+        if target_search is not None:
+            self.report["slim"]["target_macs_search"] = target_search
         self._after_prune(model, 1, {"step_ratio": result.applied_rate})
 
     def _after_prune(self, model: nn.Module, k: int, extra: Dict[str, Any]):
@@ -350,8 +509,7 @@ class PruneRun:
         kept = self.report["kept_step"]
         source = self.weights_dir / ("baseline.pt" if kept == 0 else f"step_{kept}.pt")
         final = self.weights_dir / "pruned.pt"
-        shutil.copyfile(source, final.with_suffix(".pt.tmp"))
-        final.with_suffix(".pt.tmp").replace(final)
+        write_atomic(final, lambda tmp: shutil.copyfile(source, tmp))
         kept_row = self.report["steps"][kept - 1] if kept else self.report["baseline"]
         self.report["final"] = {
             "weights": str(final),
@@ -422,6 +580,9 @@ class PruneRun:
             lines.append(f"{label:<24}{_fmt(a, fmt):>14}{_fmt(b, fmt):>14}{ratio:>9}")
         if "speedup" in onnx:
             lines.append(f"{'speed-up (ORT)':<24}{onnx['speedup']:>37.2f}x")
+        if self.report.get("resumed"):
+            at = ", ".join(f"step {r['at_step']} ({r['time']})" for r in self.report["resumed"])
+            lines.append(f"{'resumed at':<24}{at}")
         if "onnx_map50_95" in onnx:
             lines.append(
                 f"{'ONNX vs PyTorch mAP50-95':<24}{onnx['pytorch_map50_95']:>14.4f}{onnx['onnx_map50_95']:>14.4f}"

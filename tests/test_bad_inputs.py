@@ -1,0 +1,162 @@
+"""Bad input to the real `yolo prune` / `yolo sparse` commands: one table row per case.
+
+Every row must fail fast with exactly one line on stderr that names the argument and what is allowed, exit non-zero,
+print no traceback, and leave no run folder that looks like a success. Two inputs that look extreme are valid and
+tested below the table: a rate so high that layers would vanish (clamped and reported), and an already pruned model
+(pruned further; the report starts from its current size).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, run_python, run_yolo
+
+IMGSZ = 64
+BASE = {"model": "yolov8n.yaml", "epochs": 0, "imgsz": IMGSZ}  # each row overrides some of these
+
+# (id, mode, overrides, words that the one stderr line must contain). '{name}' is replaced by a file of `bad_files`.
+CASES = [
+    ("model-missing", "prune", {"model": "{dir}/nothere.pt"}, ["'model=", "nothere.pt", "does not exist"]),
+    ("model-yaml-missing", "prune", {"model": "nothere.yaml"}, ["'model=nothere.yaml'", "does not exist"]),
+    ("model-text-as-pt", "prune", {"model": "{text_pt}"}, ["'model=", "not a PyTorch checkpoint"]),
+    ("model-text-file", "prune", {"model": "{notes_txt}"}, ["'model=", "must be a .pt checkpoint or a model .yaml"]),
+    ("model-truncated-pt", "prune", {"model": "{truncated_pt}"}, ["'model=", "truncated"]),
+    ("model-state-dict-pt", "prune", {"model": "{state_dict_pt}"}, ["'model=", "bare state_dict"]),
+    ("model-segment-yaml", "prune", {"model": "yolov8n-seg.yaml"}, ["'model=yolov8n-seg.yaml'", "task segment is not supported"]),
+    ("model-segment-pt", "prune", {"model": "{segment_pt}"}, ["'model=", "task segment is not supported"]),
+    ("model-classify-yaml", "prune", {"model": "yolov8n-cls.yaml"}, ["'model=", "task classify is not supported"]),
+    ("rate-zero", "prune", {"rate": "0"}, ["'rate=0'", "0 < rate < 1"]),
+    ("rate-negative", "prune", {"rate": "-0.5"}, ["'rate=-0.5'", "0 < rate < 1"]),
+    ("rate-one", "prune", {"rate": "1"}, ["'rate=1'", "0 < rate < 1"]),
+    ("rate-above-one", "prune", {"rate": "1.5"}, ["'rate=1.5'", "0 < rate < 1"]),
+    ("rate-not-a-number", "prune", {"rate": "abc"}, ["'rate=abc'", "0 < rate < 1"]),
+    ("steps-zero", "prune", {"iterative_steps": "0"}, ["'iterative_steps=0'", "integer >= 1"]),
+    ("steps-negative", "prune", {"iterative_steps": "-2"}, ["'iterative_steps=-2'", "integer >= 1"]),
+    ("steps-fraction", "prune", {"iterative_steps": "1.5"}, ["'iterative_steps=1.5'", "integer >= 1"]),
+    ("steps-not-a-number", "prune", {"iterative_steps": "abc"}, ["'iterative_steps=abc'", "integer >= 1"]),
+    ("max-map-drop-negative", "prune", {"max_map_drop": "-0.1"}, ["'max_map_drop=-0.1'", ">= 0"]),
+    ("sr-negative-prune", "prune", {"sr": "-1"}, ["'sr=-1'", ">= 0"]),
+    ("sr-negative-sparse", "sparse", {"sr": "-1", "data": "{data}", "epochs": 1}, ["'sr=-1'", ">= 0"]),
+    ("method-unknown", "prune", {"method": "magic"}, ["'method=magic'", "'depgraph'", "'slim'"]),
+    ("round-to-zero", "prune", {"round_to": "0"}, ["'round_to=0'", ">= 1"]),
+    ("round-to-not-a-number", "prune", {"round_to": "abc"}, ["'round_to=abc'", ">= 1"]),
+    ("epochs-without-data", "prune", {"epochs": 1}, ["'data' is missing", "epochs=1"]),
+    ("data-file-missing", "prune", {"data": "{dir}/nothere.yaml", "epochs": 1}, ["'data=", "does not exist"]),
+    ("data-broken-yaml", "prune", {"data": "{broken_yaml}", "epochs": 1}, ["'data=", "not valid YAML"]),
+    ("data-no-train-key", "prune", {"data": "{no_train_yaml}", "epochs": 1}, ["'data=", "'train:' key missing"]),
+    ("data-missing-folders", "prune", {"data": "{missing_yaml}", "epochs": 1}, ["'data=", "images not found"]),
+    ("data-missing-train-folder", "prune", {"data": "{missing_train_yaml}", "epochs": 1}, ["'data=", "training images are missing"]),
+    ("data-missing-folders-no-epochs", "prune", {"data": "{missing_yaml}"}, ["'data=", "images not found"]),
+    ("sparse-without-data", "sparse", {"epochs": 1}, ["'data' is missing"]),
+    ("sparse-missing-folders", "sparse", {"data": "{missing_yaml}", "epochs": 1}, ["'data=", "images not found"]),
+    ("sparse-segment-model", "sparse", {"model": "yolov8n-seg.yaml", "data": "{data}", "epochs": 1}, ["'model=", "task segment is not supported"]),
+    ("resume-not-a-folder", "prune", {"resume": "{dir}/nothere"}, ["'resume=", "is not a folder"]),
+    ("resume-not-a-prune-run", "prune", {"resume": "{dir}"}, ["'resume=", "no prune_report.json"]),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """Files for the table: broken checkpoints, a segmentation checkpoint, broken and incomplete data YAMLs."""
+    from ultralytics_prune_plugin.data import make_dataset
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    data = make_dataset(root / "shapes", n_train=8, n_val=4, imgsz=IMGSZ, n_classes=2)
+    files = {"dir": root, "data": data}
+    files["text_pt"] = root / "text.pt"
+    files["text_pt"].write_text("not a checkpoint\n")
+    files["notes_txt"] = root / "notes.txt"
+    files["notes_txt"].write_text("not a model\n")
+    files["state_dict_pt"], files["segment_pt"], files["truncated_pt"] = (
+        root / "state_dict.pt", root / "segment.pt", root / "truncated.pt"
+    )
+    run_python(
+        "import torch\n"
+        "from ultralytics import YOLO\n"
+        "from ultralytics_prune_plugin.engine.checkpoint import save_checkpoint\n"
+        "det = YOLO('yolov8n.yaml').model\n"
+        f"torch.save(det.state_dict(), {str(files['state_dict_pt'])!r})\n"
+        f"save_checkpoint(det, {str(root / 'good.pt')!r}, {{'task': 'detect', 'imgsz': {IMGSZ}}})\n"
+        f"save_checkpoint(YOLO('yolov8n-seg.yaml').model, {str(files['segment_pt'])!r}, {{'task': 'segment'}})\n",
+        cwd=root,
+    )
+    good = (root / "good.pt").read_bytes()
+    files["truncated_pt"].write_bytes(good[: len(good) // 2])
+    shapes = Path(data).parent
+    yamls = {
+        "broken_yaml": f"path: {shapes}\ntrain: images/train\nval: [images/val\nnames: {{0: square\n",
+        "no_train_yaml": f"path: {shapes}\nval: images/val\nnames: {{0: square, 1: disc}}\n",
+        "missing_yaml": f"path: {root / 'nowhere'}\ntrain: images/train\nval: images/val\nnames: {{0: square, 1: disc}}\n",
+        "missing_train_yaml": f"path: {shapes}\ntrain: images/nothere\nval: images/val\nnames: {{0: square, 1: disc}}\n",
+    }
+    for key, text in yamls.items():
+        files[key] = root / f"{key}.yaml"
+        files[key].write_text(text)
+    return files
+
+
+def _looks_like_success(cwd: Path) -> list:
+    """Prune reports with a final result, or result checkpoints, anywhere under ``cwd``."""
+    found = [p for p in cwd.rglob("prune_report.json") if "final" in json.loads(p.read_text())]
+    return found + list(cwd.rglob("pruned.pt")) + list(cwd.rglob("best.pt"))
+
+
+@pytest.mark.parametrize("mode, overrides, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_one_line(mode, overrides, words, bad_files, tmp_path):
+    args = {**BASE, **{k: str(v).format(**bad_files) for k, v in overrides.items()}}
+    proc = run_yolo(mode, *(f"{k}={v}" for k, v in args.items()), *FAST, "workers=0", cwd=tmp_path, check=False,
+                    timeout=300)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1, proc.stderr
+    assert err[0].startswith("ERROR ❌ "), err[0]
+    assert all(w in err[0] for w in words), err[0]
+    assert not _looks_like_success(tmp_path)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "prune_report.json").read_text())
+
+
+def test_rate_that_would_empty_layers_is_clamped_and_reported(tmp_path):
+    """rate=0.99: DepGraph keeps one channel where the plan leaves none, slim keeps min_channels; both say so."""
+    dg = run_yolo("prune", "model=yolov8n.yaml", "rate=0.99", "iterative_steps=1", "epochs=0", f"imgsz={IMGSZ}",
+                  "name=dg", cwd=tmp_path)
+    rep = _report(tmp_path / "runs" / "detect" / "dg")
+    assert "final" in rep and rep["steps"][0]["clamped_layers"] > 0
+    assert "clamped" in dg.stdout and "Traceback" not in dg.stdout + dg.stderr
+    slim = run_yolo("prune", "model=yolov8n.yaml", "method=slim", "rate=0.99", "epochs=0", f"imgsz={IMGSZ}",
+                    "name=slim", cwd=tmp_path)
+    rep = _report(tmp_path / "runs" / "detect" / "slim")
+    assert "final" in rep and rep["slim"]["clamped"] and rep["slim"]["applied_rate"] < 0.99
+    assert "rate=0.99 would empty layers" in slim.stdout and "Traceback" not in slim.stdout + slim.stderr
+    rows = (tmp_path / "runs" / "detect" / "slim" / "slim_layers.csv").read_text().splitlines()[1:]
+    assert rows and all(int(r.split(",")[2]) >= min(8, int(r.split(",")[1])) for r in rows)
+
+
+def test_pruning_a_pruned_model_prunes_further(tmp_path):
+    """The second run starts from the pruned size (its baseline) and removes 30% more of each group."""
+    run_yolo("prune", "model=yolov8n.yaml", "rate=0.3", "iterative_steps=1", "epochs=0", f"imgsz={IMGSZ}",
+             "name=first", cwd=tmp_path)
+    first = _report(tmp_path / "runs" / "detect" / "first")
+    pruned = tmp_path / "runs" / "detect" / "first" / "weights" / "pruned.pt"
+    before = _sha(pruned)
+    run_yolo("prune", f"model={pruned}", "rate=0.3", "iterative_steps=1", "epochs=0", f"imgsz={IMGSZ}",
+             "name=second", cwd=tmp_path)
+    second = _report(tmp_path / "runs" / "detect" / "second")
+    assert second["baseline"]["params"] == first["final"]["params"]
+    assert second["baseline"]["macs"] == first["final"]["macs"]
+    assert second["baseline"]["channels_kept"] == 1.0
+    assert second["final"]["params"] < second["baseline"]["params"]
+    assert 0.6 < second["steps"][0]["channels_kept"] < 0.8
+    assert _sha(pruned) == before  # the input model is never written
