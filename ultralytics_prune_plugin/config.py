@@ -145,10 +145,3 @@ def plugin_help() -> str:
     defaults, docs = plugin_defaults(), plugin_docs()
     width = max(len(f"{k}={v}") for k, v in defaults.items())
     return "\n".join(f"        {f'{k}={v}':<{width}}  {docs.get(k, '')}" for k, v in defaults.items())
-
-
-def merged_args(overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Return the plugin defaults updated with ``overrides`` (plugin keys only), checked."""
-    args = dict(plugin_defaults())
-    args.update({k: v for k, v in (overrides or {}).items() if k in args})
-    return check_plugin_args(args)

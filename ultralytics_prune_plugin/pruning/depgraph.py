@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2
+from ultralytics_prune_plugin.nn.structure import forget_cached_state
 from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params, dummy_input
 from ultralytics_prune_plugin.pruning.groups import ignored_layers, ignored_module_ids, prunable_convs
 
@@ -66,13 +67,8 @@ def prepare_for_pruning(model: nn.Module) -> nn.Module:
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     replace_c2f_with_c2f_v2(model)
-    clear_cached_criterion(model)
+    forget_cached_state(model)
     return model
-
-
-def clear_cached_criterion(model: nn.Module) -> None:
-    """Delete the loss object that ``BaseModel.loss`` caches as ``model.criterion``; it is rebuilt lazily."""
-    vars(model).pop("criterion", None)
 
 
 def step_ratio(rate: float, iterative_steps: int) -> float:
@@ -187,7 +183,7 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
     prune_seconds = time.perf_counter() - start
 
     setattr(model, IDEAL_WIDTHS_ATTRIBUTE, ideal_widths)
-    clear_cached_criterion(model)
+    forget_cached_state(model)
     channels_after = channel_counts(model)
     _check_head_outputs_unchanged(model, channels_before, channels_after)
     macs_after, params_after = count_macs_params(model, imgsz)
