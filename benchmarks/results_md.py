@@ -72,6 +72,15 @@ def _header(rec: Dict[str, Any]) -> List[str]:
         + ", ".join(f"{k} {v[k]}" for k in v if v[k]) + (", " + ", ".join(f"{k} not installed" for k in v if not v[k]) if any(not v[k] for k in v) else "")
         + f"; commit {env.get('commit') or '–'} (plus the working tree at the time of the run).",
         "",
+    ]
+    for rerun in rec.get("reruns", []):
+        lines += [
+            f"Re-run later: {', '.join(rerun['parts'])} with `{rerun['command']}`, started {rerun['started']} (load "
+            f"average at start {load(rerun['environment'].get('load_start'))}, at end {load(rerun.get('load_end'))}); "
+            "the other parts are from the run above.",
+            "",
+        ]
+    lines += [
         "Raw numbers: [`results.json`](results.json). MACs are multiply-accumulates as Torch-Pruning counts them "
         "(Ultralytics' GFLOPs ≈ 2 × GMACs). *Speed-up ÷ MACs cut* is (baseline latency / pruned latency) / "
         "(baseline MACs / pruned MACs): 1.0 means the latency falls exactly as fast as the MACs.",

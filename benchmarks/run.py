@@ -19,6 +19,10 @@ Usage::
     python benchmarks/run.py                 # the full benchmark (about 30-40 min on 2 idle cores)
     python benchmarks/run.py --quick         # smoke run, a few minutes
     python benchmarks/run.py --parts speed   # one part only (the results then hold that part only)
+    python benchmarks/run.py --parts budgets --merge   # redo one part of the last full run, keep the others
+
+Timings depend on the machine being otherwise idle: each part records the load average, and ``--merge`` redoes a
+part that was measured while other jobs ran.
 """
 
 from __future__ import annotations
@@ -128,6 +132,11 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--parts", default="accuracy,speed,budgets", help="comma-separated: accuracy,speed,budgets")
     parser.add_argument("--out", type=Path, help="folder for results.md/json and the plot (default: benchmarks/)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: runs/bench)")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the other parts of the existing results.json and redo only --parts (e.g. a part measured while "
+        "the machine was busy); needs the earlier run's --work folder",
+    )
     args = parser.parse_args(argv)
     preset = "quick" if args.quick else "full"
     cfg = PRESETS[preset]
@@ -161,6 +170,18 @@ def main(argv=None) -> Dict[str, Any]:
         "parts": parts,
         "timings_s": {},
     }
+    previous = out / "results.json"
+    if args.merge and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old.get("preset") != preset:
+            parser.error(f"--merge: {previous} holds a '{old.get('preset')}' run, not '{preset}'")
+        merged = {k: v for k, v in old.items() if k not in parts}
+        merged.setdefault("reruns", []).append(
+            {"command": command, "parts": parts, "started": record["started"], "environment": record["environment"]}
+        )
+        merged["parts"] = [p for p in ("speed", "accuracy", "budgets") if p in set(old.get("parts", [])) | set(parts)]
+        merged["timings_s"] = {k: v for k, v in old.get("timings_s", {}).items() if k not in parts and k != "total"}
+        record = merged
 
     def save() -> None:
         (out / "results.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
@@ -176,7 +197,8 @@ def main(argv=None) -> Dict[str, Any]:
         record["accuracy"] = accuracy.run_accuracy(work / "accuracy", cfg["accuracy"])
         record["timings_s"]["accuracy"] = time.time() - t
         save()
-    if "speed" in parts and "accuracy" in parts:  # part 1's trained models, timed at the deployment size
+    if {"speed", "accuracy"} & set(parts) and record.get("speed") and record.get("accuracy"):
+        # part 1's trained models, timed at the deployment size
         t = time.time()
         acc, s = record["accuracy"], cfg["speed"]
         trained = {"baseline": acc["baseline"]["weights"]}
@@ -184,7 +206,7 @@ def main(argv=None) -> Dict[str, Any]:
         record["speed"]["trained"] = speed.time_trained(
             trained, s["imgsz"], work / "speed" / "trained", s["runs"], s["warmup"], s["repeats"]
         )
-        record["timings_s"]["speed"] += time.time() - t
+        record["timings_s"]["speed"] = record["timings_s"].get("speed", 0.0) + time.time() - t
         save()
     if "budgets" in parts:
         t = time.time()
@@ -202,9 +224,14 @@ def main(argv=None) -> Dict[str, Any]:
         record["budgets"]["memory"] = budgets.memory_pairs(_memory_groups(record, cfg, work), work / "memory")
         record["timings_s"]["budgets"] = time.time() - t
         save()
-    record["timings_s"]["total"] = time.time() - started
-    record["environment"]["load_end"] = os.getloadavg()
-    record["finished"] = datetime.now().isoformat(timespec="seconds")
+    if record.get("reruns"):  # the total of all parts, as a single run would have taken
+        record["timings_s"]["total"] = sum(v for k, v in record["timings_s"].items() if k != "total")
+        record["reruns"][-1]["load_end"] = os.getloadavg()
+        record["reruns"][-1]["finished"] = datetime.now().isoformat(timespec="seconds")
+    else:
+        record["timings_s"]["total"] = time.time() - started
+        record["environment"]["load_end"] = os.getloadavg()
+        record["finished"] = datetime.now().isoformat(timespec="seconds")
     save()
     results_md.write(record, out)
     print(f"benchmark results written to {out / 'results.md'} ({record['timings_s']['total'] / 60:.1f} min)")
