@@ -4,14 +4,13 @@ Flow (every step is an ordinary Ultralytics / plugin call, nothing of the prunin
 
 1. ``make_dataset(..., difficulty="hard")``: several classes, clutter, small low-contrast objects.
 2. ``YOLO("yolov8n.yaml").train(...)``: the seeded baseline.
-3. From the baseline, the same number of epochs twice: plain (``sparse=False``, the control) and Network Slimming
-   sparse training (``sparse=True``). Their per-batch and per-epoch times give the sparse-training overhead, and the
-   plain continuation shows what the extra epochs alone do to mAP.
-4. For each rate: ``YOLO(baseline).prune(method="depgraph", ...)`` and ``YOLO(sparse).prune(method="slim", ...)`` with
+3. From the baseline, the same number of epochs twice: plain (``sparse=False``) and Network Slimming sparse training
+   (``sparse=True``), so that both methods start from models with the same training budget.
+4. For each rate: ``YOLO(plain).prune(method="depgraph", ...)`` and ``YOLO(sparse).prune(method="slim", ...)`` with
    the same fine-tuning budget in epochs, and ``max_map_drop`` high enough that every rate is reported as pruned.
    Each run's report holds MACs, params, mAP (PyTorch, and ONNX Runtime for the result), the ONNX sizes and the ONNX
    Runtime latency of baseline and result timed alternately in one process.
-5. The baseline and sparse models' own ONNX Runtime mAP, for the reference rows.
+5. The two unpruned inputs' own PyTorch (batch 1) and ONNX Runtime mAP, for the reference rows.
 6. ``target_macs``: one run per method with a MACs target instead of a rate, to show target against reached.
 """
 
@@ -178,7 +177,7 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
             base, EpochTimer(), epochs=cfg["sparse_epochs"], project=str(project), name=name, exist_ok=True, **common,
             **extra,
         )
-    sparse_weights = record["sparse"]["weights"]
+    plain_weights, sparse_weights = record["plain"]["weights"], record["sparse"]["weights"]
 
     runs: List[Dict[str, Any]] = []
     prune_common = dict(common, project=str(project), exist_ok=True, max_map_drop=1.0)
@@ -191,7 +190,7 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
         if method == "depgraph":
             steps = cfg["depgraph_steps"]
             kwargs = dict(iterative_steps=steps, epochs=max(1, cfg["ft_epochs"] // steps))
-            source = base
+            source = plain_weights
         else:
             kwargs = dict(epochs=cfg["ft_epochs"])
             source = sparse_weights
@@ -201,7 +200,7 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
 
     first = {m: next((r for r in runs if r["method"] == m), None) for m in ("depgraph", "slim")}
     record["reference"] = {}
-    for label, weights, run in (("baseline", base, first["depgraph"]), ("sparse", sparse_weights, first["slim"])):
+    for label, weights, run in (("plain", plain_weights, first["depgraph"]), ("sparse", sparse_weights, first["slim"])):
         if run is None:
             continue
         onnx_file = str(Path(run["report"]["save_dir"]) / "weights" / "baseline.onnx")
@@ -209,7 +208,7 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
 
     record["target_runs"] = []
     if cfg.get("target_macs"):
-        for method, source in (("depgraph", base), ("slim", sparse_weights)):
+        for method, source in (("depgraph", plain_weights), ("slim", sparse_weights)):
             name = f"{method}_target{cfg['target_macs']:g}"
             LOGGER.info(f"bench: prune {name} (target_macs={cfg['target_macs']}, epochs=0)")
             kwargs = dict(iterative_steps=8) if method == "depgraph" else {}

@@ -119,7 +119,7 @@ def _headline(rec: Dict[str, Any]) -> List[str]:
             )
     acc = rec.get("accuracy")
     if acc:
-        base = acc["runs"][0]["report"]["baseline"] if acc["runs"] else {}
+        base = acc["baseline"]
         for run in acc["runs"]:
             if run["rate"] == 0.5 and not run["round_to"]:
                 f = run["report"]["final"]
@@ -131,7 +131,12 @@ def _headline(rec: Dict[str, Any]) -> List[str]:
                     + (" (from the sparse-trained model)" if run["method"] == "slim" else "")
                     + "."
                 )
-        lines.append(f"- Baseline yolov8n mAP50-95 {_f(base.get('map50_95'))} (must stay below 0.9: not saturated).")
+        lines.append(
+            f"- Baseline yolov8n after {acc['settings']['base_epochs']} epochs: mAP50-95 {_f(base.get('map50_95'))}, "
+            f"+{acc['settings']['sparse_epochs']} plain epochs {_f(acc['plain'].get('map50_95'))}, "
+            f"+{acc['settings']['sparse_epochs']} sparse epochs {_f(acc['sparse'].get('map50_95'))} (below 0.9: the "
+            "data does not saturate yolov8n)."
+        )
     bud = rec.get("budgets")
     if bud:
         ps = bud["prune_step"]
@@ -167,12 +172,12 @@ def _accuracy(rec: Dict[str, Any], out: Path) -> List[str]:
         f"Data: `make_dataset(n_train={s['n_train']}, n_val={s['n_val']}, imgsz={s['imgsz']}, n_classes={s['n_classes']}, "
         f"seed={s['seed']}, difficulty=\"hard\")`: 1–6 small, low-contrast, overlapping shapes per image among clutter. "
         f"Baseline: yolov8n from `yolov8n.yaml`, {s['base_epochs']} epochs, batch {s['batch']}, seed {s['seed']} "
-        f"(`deterministic=False`, about twice as fast on CPU). Sparse: {s['sparse_epochs']} more epochs with "
-        f"`sparse=True sr={s['sr']}`; control: the same {s['sparse_epochs']} epochs without the penalty. Every "
-        f"pruned model gets {s['ft_epochs']} fine-tune epochs in all (DepGraph: {s['depgraph_steps']} steps × "
+        f"(`deterministic=False`, about twice as fast on CPU). Then {s['sparse_epochs']} more epochs twice: plain, "
+        f"and with `sparse=True sr={s['sr']}`. DepGraph prunes the plain model, slim the sparse-trained one, so both "
+        f"start from {s['base_epochs'] + s['sparse_epochs']} epochs of training. Every pruned model gets "
+        f"{s['ft_epochs']} fine-tune epochs in all (DepGraph: {s['depgraph_steps']} step(s) × "
         f"{max(1, s['ft_epochs'] // s['depgraph_steps'])} epochs; slim: one threshold, then {s['ft_epochs']} epochs), "
-        "`max_map_drop=1` so that every rate is kept, default `round_to` (none) unless stated. DepGraph prunes the "
-        "baseline, slim prunes the sparse-trained model.",
+        "`max_map_drop=1` so that every rate is kept, default `round_to` (none) unless stated.",
         "",
         "mAP50 / mAP50-95: Ultralytics validation of the PyTorch model (rect batches, as during training). "
         "*PT b1* and *ORT*: the same model at batch 1 without rect batches, in PyTorch and as ONNX in ONNX Runtime "
@@ -186,24 +191,16 @@ def _accuracy(rec: Dict[str, Any], out: Path) -> List[str]:
     rows = []
     ref = acc.get("reference", {})
     first = {m: next((r for r in runs if r["method"] == m), None) for m in ("depgraph", "slim")}
-    if first["depgraph"]:
-        rep = first["depgraph"]["report"]
-        b = rep["baseline"]
-        r = ref.get("baseline", {})
-        rows.append([f"baseline ({s['base_epochs']} ep)", _g(b["macs"]), _m(b["params"]), _f(b.get("map50")),
-                     _f(b.get("map50_95")), _f(r.get("pytorch_map50_95")), _f(r.get("onnx_map50")),
-                     _f(r.get("onnx_map50_95")), _f(rep["onnx"]["file_mb"]["baseline"], "{:.2f}"),
-                     _lat(rep["onnx"]["latency_ms"]["baseline"]), "1.00", "–"])
-    plain = acc.get("plain")
-    if plain:
-        rows.append([f"baseline + {s['sparse_epochs']} plain ep (control)", "same", "same", _f(plain.get("map50")),
-                     _f(plain.get("map50_95")), "", "", "", "", "", "", ""])
-    if first["slim"]:
-        rep = first["slim"]["report"]
-        b = rep["baseline"]
-        r = ref.get("sparse", {})
-        rows.append([f"sparse-trained (+{s['sparse_epochs']} ep)", _g(b["macs"]), _m(b["params"]), _f(b.get("map50")),
-                     _f(b.get("map50_95")), _f(r.get("pytorch_map50_95")), _f(r.get("onnx_map50")),
+    base = acc["baseline"]
+    rows.append([f"baseline ({s['base_epochs']} ep)", "", "", _f(base.get("map50")), _f(base.get("map50_95")),
+                 "", "", "", "", "", "", ""])
+    for method, key, label in (("depgraph", "plain", "plain"), ("slim", "sparse", "sparse-trained")):
+        if not first[method]:
+            continue
+        rep = first[method]["report"]
+        b, r = rep["baseline"], ref.get(key, {})
+        rows.append([f"+{s['sparse_epochs']} ep {label} ({method} input)", _g(b["macs"]), _m(b["params"]),
+                     _f(b.get("map50")), _f(b.get("map50_95")), _f(r.get("pytorch_map50_95")), _f(r.get("onnx_map50")),
                      _f(r.get("onnx_map50_95")), _f(rep["onnx"]["file_mb"]["baseline"], "{:.2f}"),
                      _lat(rep["onnx"]["latency_ms"]["baseline"]), "1.00", "–"])
     for run in runs:
@@ -219,6 +216,15 @@ def _accuracy(rec: Dict[str, Any], out: Path) -> List[str]:
                      _f(o.get("file_mb", {}).get("pruned"), "{:.2f}"), _lat(o.get("latency_ms", {}).get("pruned")),
                      _f(speedup, "{:.2f}"), _f(None if speedup is None else speedup / macs_x, "{:.2f}")])
     lines += _table(header, rows)
+    gamma = first["slim"]["report"].get("slim", {}).get("gamma_before") if first["slim"] else None
+    if gamma:
+        lines += [
+            "",
+            f"BatchNorm scales of the sparse-trained model before slim pruning: {gamma['fraction_below']:.1%} of the "
+            f"prunable |γ| below 0.01, median |γ| {gamma['median']:.3f}"
+            + (" — the sparse training was too short to make the scales sparse, so slim pruning here is close to plain "
+               "|γ|-magnitude pruning." if not gamma.get("sparse") else "."),
+        ]
     lines += [
         "",
         f"At {s['imgsz']} px the whole network runs in a few milliseconds, so fixed per-run costs weigh more and the "
@@ -227,7 +233,7 @@ def _accuracy(rec: Dict[str, Any], out: Path) -> List[str]:
         f"![mAP50-95 against MACs]({PLOT})",
         "",
         "Training and run times: baseline "
-        f"{acc['baseline']['wall_s'] / 60:.1f} min, plain control {acc['plain']['wall_s'] / 60:.1f} min, sparse "
+        f"{acc['baseline']['wall_s'] / 60:.1f} min, plain {acc['plain']['wall_s'] / 60:.1f} min, sparse "
         f"{acc['sparse']['wall_s'] / 60:.1f} min; prune runs: "
         + ", ".join(f"{r['name']} {r['report']['wall_s'] / 60:.1f} min" for r in runs)
         + ".",
@@ -254,7 +260,7 @@ def _plot(acc: Dict[str, Any], path: Path) -> None:
             source = chosen[0]["report"]["baseline"]
             xs = [source["macs"] / 1e9] + [r["report"]["final"]["macs"] / 1e9 for r in chosen]
             ys = [source.get(key)] + [r["report"]["final"].get(key) for r in chosen]
-            label = "DepGraph (from baseline)" if method == "depgraph" else "slim (from sparse-trained)"
+            label = "DepGraph (from plain)" if method == "depgraph" else "slim (from sparse-trained)"
             ax.plot(xs, ys, "o-", color=colour, label=label)
             for r in chosen:
                 ax.annotate(f"{r['rate']:g}", (r["report"]["final"]["macs"] / 1e9, r["report"]["final"].get(key)),
@@ -262,6 +268,10 @@ def _plot(acc: Dict[str, Any], path: Path) -> None:
             for r in (r for r in runs if r["method"] == method and r["round_to"]):
                 ax.plot(r["report"]["final"]["macs"] / 1e9, r["report"]["final"].get(key), "s", color=colour,
                         mfc="none", label=f"{method} {r['rate']:g} round_to={r['round_to']}")
+        first_run = runs[0]["report"]["baseline"] if runs else None
+        if first_run and acc["baseline"].get(key) is not None:
+            ax.plot(first_run["macs"] / 1e9, acc["baseline"][key], "*", color="grey", ms=10,
+                    label=f"baseline ({acc['settings']['base_epochs']} epochs)")
         ax.set_xlabel(f"GMACs at {acc['settings']['imgsz']} px")
         ax.set_ylabel(title)
         ax.set_title(f"yolov8n on hard generated data: {title} against MACs")
@@ -595,7 +605,7 @@ def _target(rec: Dict[str, Any]) -> List[str]:
         "## 4. Pruning to a MACs target",
         "",
         f"`yolo prune rate=0.9 target_macs={acc['settings']['target_macs']} epochs=0` on the part-1 models "
-        "(DepGraph with `iterative_steps=8` from the baseline, slim from the sparse-trained model): DepGraph stops "
+        "(DepGraph with `iterative_steps=8` from the plain model, slim from the sparse-trained model): DepGraph stops "
         "at the first step whose MACs meet the target; slim, which has a single threshold, searches the smallest "
         "rate (≤ `rate`) that meets it.",
         "",

@@ -48,7 +48,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "full": {
         "accuracy": dict(
             imgsz=160, n_train=600, n_val=150, n_classes=6, seed=0, batch=16, base_epochs=40, sparse_epochs=10,
-            sr=0.01, ft_epochs=10, depgraph_steps=2, rates=[0.3, 0.5, 0.7], extra_round_to=16, target_macs=0.5,
+            sr=0.01, ft_epochs=10, depgraph_steps=1, rates=[0.3, 0.5, 0.7], extra_round_to=16, target_macs=0.5,
         ),
         "speed": dict(
             imgsz=640, rate=0.5, models=["yolov8n", "yolov8s"], round_tos=[None, 8, 16, 32], focus_round_to=16,
