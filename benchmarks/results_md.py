@@ -109,10 +109,14 @@ def _headline(rec: Dict[str, Any]) -> List[str]:
             best = max((k for k in rows if k != "baseline"), key=lambda k: rows[k]["speedup"])
             combo = entry.get("best_combination")
             extra = ""
+            fast = (entry.get("simplify") or {}).get(f"{focus} fast_dfl")
+            if fast and "ratio_vs_own_baseline" in fast:
+                extra += (f" {focus} + `fast_dfl=True` (baseline exported alike): speed-up "
+                          f"{fast['speedup_vs_own_baseline']:.2f}×, ratio **{fast['ratio_vs_own_baseline']:.2f}**.")
             if combo:
                 r = [v for k, v in combo.items() if not k.startswith("baseline")][0]
-                extra = (f" With {focus}, the DFL softmax exported over the last axis (not in the plugin) and one "
-                         f"ONNX Runtime thread: speed-up {r['speedup']:.2f}×, ratio **{r['ratio']:.2f}**.")
+                extra += (f" The same with one ONNX Runtime thread: speed-up {r['speedup']:.2f}×, ratio "
+                          f"**{r['ratio']:.2f}**.")
             lines.append(
                 f"- **{model}, rate {sp['settings']['rate']}, {sp['settings']['imgsz']} px, ONNX Runtime CPU batch 1** — "
                 + "; ".join(parts) + f". Fastest variant: {best} ({rows[best]['speedup']:.2f}×)." + extra
@@ -320,7 +324,7 @@ def _speed(rec: Dict[str, Any]) -> List[str]:
         tools = entry.get("simplify_tools", {})
         lines.append(
             "**Export variants** (" + ", ".join(f"{k}: {v}" for k, v in tools.items()) + "): `onnxsim` is what "
-            "Ultralytics runs for `simplify=True`; *last-axis DFL* is an experiment the plugin does not ship: the "
+            "Ultralytics runs for `simplify=True`; *fast_dfl* is the plugin's `fast_dfl=True`: the "
             "Detect head's DFL exported as `Softmax(axis=-1)` + `MatMul` instead of `Transpose` + `Softmax(axis=1)` + "
             f"`Conv` (same maths; largest difference on random logits {_f(entry.get('dfl_max_abs_diff'), '{:.1e}')}). "
             f"All files of a model taking turns, {st['repeats']} rounds."
@@ -344,7 +348,7 @@ def _speed(rec: Dict[str, Any]) -> List[str]:
             r = [v for k, v in best.items() if not k.startswith("baseline")][0]
             b = [v for k, v in best.items() if k.startswith("baseline")][0]
             lines += [
-                f"**Combination** ({focus}, last-axis DFL, 1 ONNX Runtime thread, {st['repeats']} rounds): baseline "
+                f"**Combination** ({focus}, fast_dfl=True, 1 ONNX Runtime thread, {st['repeats']} rounds): baseline "
                 f"{b['median_ms']:.2f} ms, pruned {r['median_ms']:.2f} ms, speed-up {r['speedup']:.2f}×, ratio "
                 f"**{r['ratio']:.2f}** [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}].",
                 "",
@@ -499,7 +503,7 @@ def _findings(sp: Dict[str, Any]) -> List[str]:
         best = entry.get("best_combination")
         if best:
             r = [v for k, v in best.items() if not k.startswith("baseline")][0]
-            lines.append(f"- **{model}, combination** ({focus} + last-axis DFL + 1 thread): speed-up {r['speedup']:.2f}×, "
+            lines.append(f"- **{model}, combination** ({focus} + fast_dfl=True + 1 thread): speed-up {r['speedup']:.2f}×, "
                          f"ratio {r['ratio']:.2f}.")
         facts = _profile_facts(entry, focus) or _profile_facts(entry, "no rounding")
         if facts:

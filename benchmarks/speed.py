@@ -8,8 +8,8 @@ baseline and its result with Ultralytics' exporter. Then, in this process:
   run (``measure_latency(..., alternate=True)``), ``repeats`` times; the speed-up ÷ MACs ratio of each repeat is kept,
   so the spread says how much the machine's load moved it.
 * **export variants**: the ``onnxsim`` that Ultralytics runs for ``simplify=True``, and ``onnxslim``, when
-  installed; and, as an experiment the plugin does not ship, the Detect head's DFL exported with its softmax over
-  the last axis (:func:`_last_axis_dfl`).
+  installed; and the plugin's ``fast_dfl=True``, the Detect head's DFL exported with its softmax over the last
+  axis (``ultralytics_prune_plugin.deploy.fast_dfl``).
 * **threads**: ONNX Runtime's default (one per core) against one thread.
 * **session options**: graph optimisation level ``ALL`` (the plugin's default, which includes ONNX Runtime's NCHWc
   layout) against ``EXTENDED`` and ``BASIC``, and thread spinning on (each model timed in a block, since spinning
@@ -174,31 +174,11 @@ def _simplified(src: str, pt: str, imgsz: int, tool: str) -> Optional[str]:
     return str(out)
 
 
-def _dfl_last_axis_forward(self, x):
-    """``DFL.forward`` with the softmax over the last axis (equal up to float rounding; see :func:`_last_axis_dfl`)."""
-    b, _, a = x.shape
-    p = x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1)  # (b, 4, anchors, bins)
-    return (p @ self.conv.weight.view(self.c1, 1).to(p.dtype)).view(b, 4, a)  # expectation over the bins
-
-
-def _last_axis_dfl(pt: str, imgsz: int, out: Path) -> str:
-    """Export ``pt`` with the Detect head's DFL computing its softmax over the last axis (benchmark experiment only).
-
-    Ultralytics' ``DFL`` exports ``Transpose -> Softmax(axis=1) -> Conv`` on a ``(1, 16, 4, anchors)`` tensor; ONNX
-    Runtime's Softmax over a non-last axis is slow (about 3 ms at 640 px on the benchmark machine, for every model
-    size). The same maths with the softmax over the last axis, ``Transpose -> Softmax(-1) -> MatMul``, gives the same
-    outputs. The plugin does not do this; the benchmark measures what it would change.
-    """
-    from ultralytics.nn.modules.block import DFL
-
+def _fast_dfl_export(pt: str, imgsz: int, out: Path) -> str:
+    """Export ``pt`` with the plugin's ``fast_dfl=True`` (the DFL softmax over the last axis; ``deploy.fast_dfl``)."""
     from ultralytics_prune_plugin.deploy.onnx import export_onnx
 
-    original = DFL.forward
-    DFL.forward = _dfl_last_axis_forward
-    try:
-        return str(export_onnx(pt, imgsz, out=out))
-    finally:
-        DFL.forward = original
+    return str(export_onnx(pt, imgsz, out=out, fast_dfl=True))
 
 
 def _dfl_equivalence() -> float:
@@ -206,10 +186,12 @@ def _dfl_equivalence() -> float:
     import torch
     from ultralytics.nn.modules.block import DFL
 
+    from ultralytics_prune_plugin.deploy.fast_dfl import last_axis_dfl_forward
+
     dfl = DFL(16)
     x = torch.randn(2, 64, 500, generator=torch.Generator().manual_seed(0)) * 4
     with torch.no_grad():
-        return float((dfl(x) - _dfl_last_axis_forward(dfl, x)).abs().max())
+        return float((dfl(x) - last_axis_dfl_forward(dfl, x)).abs().max())
 
 
 def _ratio_rows(rounds: List[Dict[str, Dict[str, float]]], macs: Mapping[str, float], base: str) -> Dict[str, Any]:
@@ -274,15 +256,15 @@ def run_speed(work: Path, cfg: Dict[str, Any], trained: Optional[Dict[str, str]]
         small[focus_label] = paths[focus_label]
         small_macs = {k: macs[k] for k in small}
 
-        # export variants: onnxsim (what Ultralytics' simplify=True runs), onnxslim, and a last-axis DFL softmax
+        # export variants: onnxsim (what Ultralytics' simplify=True runs), onnxslim, and fast_dfl=True
         simp_paths, simp_macs, tools = dict(small), dict(small_macs), {}
-        for tool in ("onnxsim", "onnxslim", "last-axis DFL"):
+        for tool in ("onnxsim", "onnxslim", "fast_dfl"):
             try:
-                if tool == "last-axis DFL":
+                if tool == "fast_dfl":
                     folder = work / f"{model}_dfl"
                     folder.mkdir(parents=True, exist_ok=True)
-                    base_s = _last_axis_dfl(first["base_pt"], imgsz, folder / "baseline.onnx")
-                    pruned_s = _last_axis_dfl(focus_variant["pt"], imgsz, folder / "pruned.onnx")
+                    base_s = _fast_dfl_export(first["base_pt"], imgsz, folder / "baseline.onnx")
+                    pruned_s = _fast_dfl_export(focus_variant["pt"], imgsz, folder / "pruned.onnx")
                 else:
                     base_s = _simplified(first["base_onnx"], first["base_pt"], imgsz, tool)
                     pruned_s = _simplified(focus_variant["onnx"], focus_variant["pt"], imgsz, tool) if base_s else None
@@ -313,10 +295,10 @@ def run_speed(work: Path, cfg: Dict[str, Any], trained: Optional[Dict[str, str]]
 
         # threads: one ONNX Runtime thread against the default (one per core)
         entry["threads_1"] = _ratio_rows(_latency_rounds(small, imgsz, runs, warmup, 1, threads=1), small_macs, "baseline")
-        dfl = {k: simp_paths[k] for k in (f"baseline last-axis DFL", f"{focus_label} last-axis DFL") if k in simp_paths}
-        if len(dfl) == 2:  # the combination: rounding, last-axis DFL and one thread, against its own baseline
+        dfl = {k: simp_paths[k] for k in ("baseline fast_dfl", f"{focus_label} fast_dfl") if k in simp_paths}
+        if len(dfl) == 2:  # the combination: rounding, fast_dfl and one thread, against its own baseline
             rounds = _latency_rounds(dfl, imgsz, runs, warmup, repeats, threads=1)
-            entry["best_combination"] = _ratio_rows(rounds, {k: simp_macs[k] for k in dfl}, "baseline last-axis DFL")
+            entry["best_combination"] = _ratio_rows(rounds, {k: simp_macs[k] for k in dfl}, "baseline fast_dfl")
 
         # session options
         entry["session_options"] = {}

@@ -30,6 +30,7 @@ CASES = [
     ("model-segment-yaml", "prune", {"model": "yolov8n-seg.yaml"}, ["'model=yolov8n-seg.yaml'", "task segment is not supported"]),
     ("model-segment-pt", "prune", {"model": "{segment_pt}"}, ["'model=", "task segment is not supported"]),
     ("model-classify-yaml", "prune", {"model": "yolov8n-cls.yaml"}, ["'model=", "task classify is not supported"]),
+    ("fast-dfl-not-bool", "prune", {"fast_dfl": "maybe"}, ["'fast_dfl=maybe'", "True or False"]),
     ("rate-zero", "prune", {"rate": "0"}, ["'rate=0'", "0 < rate < 1"]),
     ("rate-negative", "prune", {"rate": "-0.5"}, ["'rate=-0.5'", "0 < rate < 1"]),
     ("rate-one", "prune", {"rate": "1"}, ["'rate=1'", "0 < rate < 1"]),

@@ -14,6 +14,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -202,3 +203,67 @@ def test_onnx_file_mb(exported):
     assert onnx_file_mb(exported) == exported.stat().st_size / 2**20
     with pytest.raises(FileNotFoundError):
         onnx_file_mb(exported.with_name("missing.onnx"))
+
+
+# fast_dfl: the DFL exported with its softmax over the last axis --------------------------------------------------
+def _dfl_nodes(path):
+    """(op_type, axis attribute or None) of every node of the DFL in an exported graph."""
+    nodes = [n for n in onnx.load(str(path)).graph.node if "/dfl/" in n.name]
+    axis = lambda n: next((a.i for a in n.attribute if a.name == "axis"), None)  # noqa: E731
+    return [(n.op_type, axis(n)) for n in nodes]
+
+
+def _ort_outputs(path, images):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": images})[0]
+
+
+def test_last_axis_dfl_matches_ultralytics_dfl_and_restores_it():
+    from ultralytics.nn.modules.block import DFL
+
+    from ultralytics_prune_plugin.deploy.fast_dfl import last_axis_dfl, last_axis_dfl_forward
+
+    dfl = DFL(16)
+    x = torch.randn(2, 64, 300, generator=torch.Generator().manual_seed(0)) * 4
+    stock = dfl(x)
+    original = DFL.forward
+    with pytest.raises(KeyError), last_axis_dfl():
+        assert DFL.forward is last_axis_dfl_forward
+        fast = dfl(x)
+        raise KeyError("leave the block by an exception")
+    assert DFL.forward is original
+    assert fast.shape == stock.shape == (2, 4, 300)
+    assert torch.allclose(fast, stock, atol=1e-5)
+    assert not torch.equal(stock, torch.zeros_like(stock))
+
+
+def test_fast_dfl_export_has_last_axis_softmax_and_same_outputs(trained, exported, tmp_path):
+    fast = export_onnx(trained.best, IMGSZ, out=tmp_path / "fast.onnx", fast_dfl=True)
+    stock_nodes, fast_nodes = _dfl_nodes(exported), _dfl_nodes(fast)
+    assert ("Softmax", 1) in stock_nodes and "Conv" in {op for op, _ in stock_nodes}
+    assert "Conv" not in {op for op, _ in fast_nodes} and "MatMul" in {op for op, _ in fast_nodes}
+    assert [axis for op, axis in fast_nodes if op == "Softmax"] in ([-1], [3])
+    images = np.stack([np.random.default_rng(i).random((3, IMGSZ, IMGSZ), dtype=np.float32) for i in range(1)])
+    stock_out, fast_out = _ort_outputs(exported, images), _ort_outputs(fast, images)
+    assert fast_out.shape == stock_out.shape == (1, 4 + NC, ANCHORS)
+    assert np.abs(stock_out[:, :4]).max() > 1.0  # boxes in pixels: a broken DFL could not hide in the tolerance
+    np.testing.assert_allclose(fast_out, stock_out, rtol=1e-4, atol=1e-3)
+    result = validate_onnx(fast, trained.data, IMGSZ, project=trained.root, name="val_fast_dfl", plots=False)
+    stock = validate_onnx(exported, trained.data, IMGSZ, project=trained.root, name="val_stock_dfl", plots=False)
+    assert result["map50_95"] == pytest.approx(stock["map50_95"], abs=1e-3)
+
+
+def test_yolo_export_cli_fast_dfl(checkpoint):
+    from conftest import run_yolo
+
+    run_yolo("export", f"model={checkpoint}", "format=onnx", f"imgsz={IMGSZ}", "fast_dfl=True", cwd=checkpoint.parent)
+    ops = {op for op, _ in _dfl_nodes(checkpoint.with_suffix(".onnx"))}
+    assert "MatMul" in ops and "Conv" not in ops
+    bad = run_yolo("export", f"model={checkpoint}", "format=onnx", "fast_dfl=maybe", cwd=checkpoint.parent,
+                   check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stdout + bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        "ERROR ❌ 'fast_dfl=maybe' is not valid: 'fast_dfl' must be True or False."
+    ]

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 
 from conftest import FAST, IMGSZ, run_python, run_yolo
@@ -159,9 +160,15 @@ def test_one_shot_rate_half_cuts_macs_at_640(tmp_path):
     rep = _report(run_dir)
     assert rep["baseline"]["macs"] / rep["final"]["macs"] >= 1.6
     assert (run_dir / "weights" / "pruned.pt").exists()
-    run_yolo("prune", "model=yolov8n.yaml", "rate=0.3", "iterative_steps=1", "epochs=0", "imgsz=64", cwd=tmp_path)
-    assert (tmp_path / "runs" / "detect" / "prune2" / "prune_report.json").exists()
+    run_yolo("prune", "model=yolov8n.yaml", "rate=0.3", "iterative_steps=1", "epochs=0", "imgsz=64", "fast_dfl=True",
+             cwd=tmp_path)
+    second = tmp_path / "runs" / "detect" / "prune2"
     assert _report(run_dir)["args"]["rate"] == 0.5  # the first run is untouched
+    assert _report(run_dir)["onnx"]["fast_dfl"] is False and _report(second)["onnx"]["fast_dfl"] is True
+    for run, dfl_ops in ((run_dir, {"Transpose", "Softmax", "Conv"}), (second, {"Transpose", "Softmax", "MatMul"})):
+        for name in ("baseline", "pruned"):  # both files exported alike, so that their latencies compare fairly
+            graph = onnx.load(str(run / "weights" / f"{name}.onnx")).graph
+            assert {n.op_type for n in graph.node if "/dfl/" in n.name} - {"Reshape", "Constant"} == dfl_ops
 
 
 def test_finetune_map_is_reproduced_by_validating_best(two_step_run):

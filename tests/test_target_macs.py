@@ -31,6 +31,8 @@ def test_depgraph_stops_at_the_macs_target(tmp_path):
     assert all(step["macs"] > target["goal_macs"] for step in steps[:-1])
     assert steps[-1]["macs"] <= target["goal_macs"]
     assert report["stop_reason"] == f"target_macs reached at step {len(steps)}"
+    assert target["met"] is True
+    assert "target MACs (G)" in log and " met  (target_macs=0.6" in log
     # The report sets what was reached against the target, and the result is that step.
     assert target["reached_macs"] == steps[-1]["macs"] == report["final"]["macs"]
     assert report["final"]["step"] == len(steps)
@@ -43,6 +45,7 @@ def test_depgraph_target_out_of_reach_runs_all_steps(tmp_path):
     target = report["target_macs"]
     assert len(report["steps"]) == 2  # 'rate' bounds the run: it never prunes beyond it to chase the target
     assert target["reached_macs"] == report["final"]["macs"] > target["goal_macs"]
+    assert target["met"] is False
     assert not report["stop_reason"].startswith("target_macs reached")
 
 
@@ -57,7 +60,7 @@ def test_slim_chooses_the_rate_that_meets_the_macs_target(tmp_path):
     assert len(report["steps"]) == 1
     reached = report["steps"][0]["macs"]
     assert target["reached_macs"] == reached == report["final"]["macs"]
-    assert reached <= target["goal_macs"]
+    assert reached <= target["goal_macs"] and target["met"] is True
     assert reached >= 0.9 * target["goal_macs"]  # close to the target, not far below it
     assert report["stop_reason"] == "target_macs reached at step 1"
     assert "target_macs=0.6: slim rate" in log
@@ -68,5 +71,6 @@ def test_slim_target_out_of_reach_applies_the_full_rate(tmp_path):
     target, slim = report["target_macs"], report["slim"]
     assert slim["target_macs_search"]["rate"] == pytest.approx(0.3)  # never beyond 'rate'
     assert target["reached_macs"] == report["final"]["macs"] > target["goal_macs"]
+    assert target["met"] is False
     assert not report["stop_reason"].startswith("target_macs reached")
     assert "cannot reach" in log

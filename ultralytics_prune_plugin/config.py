@@ -80,6 +80,7 @@ _RULES: Dict[str, _Rule] = {
     "sparse": _Rule("bool", "True or False"),
     "sr": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
     "sr_final": _Rule("float", "a number >= 0, or None", lambda v: v >= 0.0, optional=True),
+    "fast_dfl": _Rule("bool", "True or False"),
 }
 
 

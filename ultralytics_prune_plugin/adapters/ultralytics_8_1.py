@@ -15,8 +15,8 @@ Two kinds of change are applied by :func:`apply`:
     longer has, and so picks opset 9; the exporter's default becomes opset 17.
 
 * **Plugin registration**: the ``prune`` and ``sparse`` modes, the plugin keys with their defaults and checks,
-  ``Model.prune()`` / ``Model.sparse()``, and the detection trainer that keeps pruned models intact and knows sparse
-  training.
+  ``Model.prune()`` / ``Model.sparse()``, the detection trainer that keeps pruned models intact and knows sparse
+  training, and the ``fast_dfl`` option of the ONNX export.
 """
 
 from __future__ import annotations
@@ -111,6 +111,29 @@ def _fix_onnx_export() -> None:
 
     if exporter.get_latest_opset() < ONNX_DEFAULT_OPSET:
         exporter.get_latest_opset = lambda: ONNX_DEFAULT_OPSET
+
+
+def _register_fast_dfl_export() -> None:
+    """``fast_dfl=True``: the ONNX export traces the DFL with its softmax over the last axis (``deploy.fast_dfl``)."""
+    from ultralytics.engine.exporter import Exporter
+    from ultralytics.utils import LOGGER
+
+    from ultralytics_prune_plugin.deploy.fast_dfl import last_axis_dfl
+
+    export_onnx = Exporter.export_onnx
+    if getattr(export_onnx, "_prune_plugin", False):
+        return
+
+    @functools.wraps(export_onnx)
+    def export_onnx_with_fast_dfl(self, *args, **kwargs):
+        enabled = bool(getattr(self.args, "fast_dfl", False))
+        if enabled:
+            LOGGER.info("fast_dfl=True: the DFL is exported with its softmax over the last axis (Softmax + MatMul)")
+        with last_axis_dfl(enabled):
+            return export_onnx(self, *args, **kwargs)
+
+    export_onnx_with_fast_dfl._prune_plugin = True
+    Exporter.export_onnx = export_onnx_with_fast_dfl
 
 
 # Plugin registration ---------------------------------------------------------------------------------------------------
@@ -279,3 +302,4 @@ def apply() -> None:
     _register_cli()
     _register_model_methods()
     _register_trainer()
+    _register_fast_dfl_export()

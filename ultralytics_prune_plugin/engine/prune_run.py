@@ -519,6 +519,13 @@ class PruneRun:
             "map50": kept_row.get("recovered_map50", kept_row.get("pruned_map50", kept_row.get("map50"))),
             "map50_95": kept_row.get("recovered_map50_95", kept_row.get("pruned_map50_95", kept_row.get("map50_95"))),
         }
+        if self.args.target_macs is not None:  # set against the kept model, which a budget stop may make earlier
+            target = self.args.target_macs
+            goal = target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
+            reached = self.report["final"]["macs"]
+            self.report["target_macs"] = {
+                "requested": target, "goal_macs": goal, "reached_macs": reached, "met": bool(reached <= goal)
+            }
         if self.report["stop_reason"] is None:
             self.report["stop_reason"] = f"all steps done; keeping step {kept}"
         LOGGER.info(f"\n{PREFIX}{self.report['stop_reason']}")
@@ -532,9 +539,14 @@ class PruneRun:
         from ultralytics_prune_plugin.deploy.onnx import export_onnx, measure_latency, onnx_file_mb, validate_onnx
 
         imgsz = self.args.imgsz
-        onnx = {name: export_onnx(self.weights_dir / f"{name}.pt", imgsz) for name in ("baseline", "pruned")}
+        fast_dfl = bool(self.args.fast_dfl)
+        onnx = {
+            name: export_onnx(self.weights_dir / f"{name}.pt", imgsz, fast_dfl=fast_dfl)
+            for name in ("baseline", "pruned")
+        }
         record: Dict[str, Any] = {
             "pruned_onnx": str(onnx["pruned"]),
+            "fast_dfl": fast_dfl,
             "file_mb": {name: onnx_file_mb(path) for name, path in onnx.items()},
             "pt_file_mb": {name: (self.weights_dir / f"{name}.pt").stat().st_size / 1e6 for name in onnx},
         }
@@ -578,8 +590,16 @@ class PruneRun:
         for label, a, b, fmt in rows:
             ratio = f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
             lines.append(f"{label:<24}{_fmt(a, fmt):>14}{_fmt(b, fmt):>14}{ratio:>9}")
+        target = self.report.get("target_macs")
+        if target is not None:
+            met = "met" if target["met"] else "not met"
+            lines.append(
+                f"{'target MACs (G)':<24}{target['goal_macs'] / 1e9:>14.3f}{target['reached_macs'] / 1e9:>14.3f}{met:>9}"
+                f"  (target_macs={target['requested']:g}; right: reached)"
+            )
         if "speedup" in onnx:
-            lines.append(f"{'speed-up (ORT)':<24}{onnx['speedup']:>37.2f}x")
+            dfl = "  (fast_dfl=True: both exported alike)" if onnx.get("fast_dfl") else ""
+            lines.append(f"{'speed-up (ORT)':<24}{onnx['speedup']:>37.2f}x{dfl}")
         if self.report.get("resumed"):
             at = ", ".join(f"step {r['at_step']} ({r['time']})" for r in self.report["resumed"])
             lines.append(f"{'resumed at':<24}{at}")
