@@ -258,7 +258,11 @@ def test_fast_dfl_export_has_last_axis_softmax_and_same_outputs(trained, exporte
 def test_yolo_export_cli_fast_dfl(checkpoint):
     from conftest import run_yolo
 
-    run_yolo("export", f"model={checkpoint}", "format=onnx", f"imgsz={IMGSZ}", "fast_dfl=True", cwd=checkpoint.parent)
+    proc = run_yolo("export", f"model={checkpoint}", "format=onnx", f"imgsz={IMGSZ}", "fast_dfl=True",
+                    cwd=checkpoint.parent)
+    log = proc.stdout + proc.stderr
+    assert "fast_dfl=True: the DFL is exported with its softmax over the last axis" in log
+    assert "docs.ultralytics.com/modes/export" in log  # stock modes keep Ultralytics' own link
     ops = {op for op, _ in _dfl_nodes(checkpoint.with_suffix(".onnx"))}
     assert "MatMul" in ops and "Conv" not in ops
     bad = run_yolo("export", f"model={checkpoint}", "format=onnx", "fast_dfl=maybe", cwd=checkpoint.parent,

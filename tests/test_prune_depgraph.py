@@ -71,6 +71,10 @@ def test_summary_table_is_printed(two_step_run):
     out = two_step_run["stdout"]
     assert "summary" in out and "ORT CPU latency b1 (ms)" in out and "speed-up (ORT)" in out
     assert "step 1/2" in out and "step 2/2" in out
+    report = _report(two_step_run["dir"])
+    onnx, base, final = (report[k] for k in ("onnx", "baseline", "final"))
+    assert onnx["speedup_per_macs_cut"] == pytest.approx(onnx["speedup"] * final["macs"] / base["macs"])
+    assert f"speed-up / MACs cut{onnx['speedup_per_macs_cut']:>37.2f}" in out
 
 
 def test_ratio_reaches_requested_rate_on_channel_counts(two_step_run):
@@ -155,7 +159,11 @@ def test_no_step_within_budget_keeps_unpruned(trained, dataset, tmp_path):
 
 def test_one_shot_rate_half_cuts_macs_at_640(tmp_path):
     """yolov8n at 640 px, rate 0.5 in one shot: MACs fall by at least 1.6x (no data: prune only)."""
-    run_yolo("prune", "model=yolov8n.yaml", "rate=0.5", "iterative_steps=1", "epochs=0", "imgsz=640", cwd=tmp_path)
+    proc = run_yolo("prune", "model=yolov8n.yaml", "rate=0.5", "iterative_steps=1", "epochs=0", "imgsz=640",
+                    cwd=tmp_path)
+    log = proc.stdout + proc.stderr
+    assert "docs.ultralytics.com/modes/prune" not in log  # Ultralytics' link for a mode it does not document
+    assert "💡 Learn more: 'yolo help' lists the 'prune' mode" in log
     run_dir = tmp_path / "runs" / "detect" / "prune"
     rep = _report(run_dir)
     assert rep["baseline"]["macs"] / rep["final"]["macs"] >= 1.6

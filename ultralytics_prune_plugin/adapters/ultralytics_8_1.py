@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -205,14 +206,15 @@ def _register_cli() -> None:
         mode = None
         try:
             mode, resumed_argv = _check_plugin_mode_inputs(argv)
-            if resumed_argv is None:
-                return original_entrypoint(debug)
-            saved = cfg.ARGV  # run Ultralytics' own parsing on the completed or reordered arguments
-            cfg.ARGV = [saved[0] if saved else "yolo", *resumed_argv]
-            try:
-                return original_entrypoint("")
-            finally:
-                cfg.ARGV = saved
+            with _plugin_learn_more(LOGGER, mode):
+                if resumed_argv is None:
+                    return original_entrypoint(debug)
+                saved = cfg.ARGV  # run Ultralytics' own parsing on the completed or reordered arguments
+                cfg.ARGV = [saved[0] if saved else "yolo", *resumed_argv]
+                try:
+                    return original_entrypoint("")
+                finally:
+                    cfg.ARGV = saved
         except PluginArgumentError as e:
             print(f"ERROR ❌ {e}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -224,6 +226,34 @@ def _register_cli() -> None:
             raise SystemExit(130) from None  # Ctrl-C: no traceback
 
     cfg.entrypoint = entrypoint
+
+
+class _LearnMoreFilter:
+    """Logging filter: Ultralytics ends every command with a link to ``docs.ultralytics.com/modes/<mode>``, a page
+    that does not exist for the plugin's modes; point to where they are documented instead."""
+
+    def __init__(self, mode: str):
+        self.link = f"https://docs.ultralytics.com/modes/{mode}"
+        self.text = f"💡 Learn more: 'yolo help' lists the '{mode}' mode and its keys; the ultralytics-prune-plugin README explains every output"
+
+    def filter(self, record) -> bool:
+        if isinstance(record.msg, str) and self.link in record.msg:
+            record.msg, record.args = self.text, ()
+        return True
+
+
+@contextmanager
+def _plugin_learn_more(logger, mode):
+    """While a plugin mode runs, replace Ultralytics' dead documentation link (see :class:`_LearnMoreFilter`)."""
+    if mode not in PLUGIN_MODES:
+        yield
+        return
+    learn_more = _LearnMoreFilter(mode)
+    logger.addFilter(learn_more)
+    try:
+        yield
+    finally:
+        logger.removeFilter(learn_more)
 
 
 def _check_plugin_mode_inputs(argv):

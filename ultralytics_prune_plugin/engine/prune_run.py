@@ -276,8 +276,8 @@ class PruneRun:
             if clamped:
                 extra["clamped_layers"] = clamped
                 LOGGER.warning(
-                    f"{PREFIX}WARNING ⚠️ rate={self.args.rate} would leave {clamped} layers without channels; they "
-                    f"keep {self.args.round_to or 1} channel(s) each (clamped)"
+                    f"{PREFIX}WARNING ⚠️ rate={self.args.rate} would leave {clamped} layers without channels; each "
+                    f"keeps {self.args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
                 )
             model, stop = self._after_prune(model, k, extra)
             if stop:
@@ -566,6 +566,8 @@ class PruneRun:
         latency = measure_latency(onnx, imgsz, runs=30, warmup=5)
         record["latency_ms"] = latency
         record["speedup"] = latency["baseline"]["median_ms"] / latency["pruned"]["median_ms"]
+        macs_cut = self.report["baseline"]["macs"] / self.report["final"]["macs"]
+        record["speedup_per_macs_cut"] = record["speedup"] / macs_cut  # 1.0: latency falls exactly as the MACs do
         self.report["onnx"] = record
 
     def summary_table(self) -> str:
@@ -600,6 +602,7 @@ class PruneRun:
         if "speedup" in onnx:
             dfl = "  (fast_dfl=True: both exported alike)" if onnx.get("fast_dfl") else ""
             lines.append(f"{'speed-up (ORT)':<24}{onnx['speedup']:>37.2f}x{dfl}")
+            lines.append(f"{'speed-up / MACs cut':<24}{onnx['speedup_per_macs_cut']:>37.2f}   (1.00: latency follows MACs)")
         if self.report.get("resumed"):
             at = ", ".join(f"step {r['at_step']} ({r['time']})" for r in self.report["resumed"])
             lines.append(f"{'resumed at':<24}{at}")
