@@ -145,7 +145,7 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
     Args:
         work: Folder for the dataset and every run (not committed).
         cfg: The preset's settings: ``imgsz``, ``n_train``, ``n_val``, ``n_classes``, ``seed``, ``base_epochs``,
-            ``sparse_epochs``, ``sr``, ``ft_epochs``, ``depgraph_steps``, ``rates``, ``extra_round_to``, ``batch``,
+            ``sparse_epochs``, ``sr``, ``ft_epochs``, ``depgraph_steps``, ``rates``, ``round_to``, ``extra_round_to``, ``batch``,
             ``target_macs``.
 
     Returns:
@@ -181,11 +181,12 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
 
     runs: List[Dict[str, Any]] = []
     prune_common = dict(common, project=str(project), exist_ok=True, max_map_drop=1.0)
-    plan = [("depgraph", rate, None) for rate in cfg["rates"]] + [("slim", rate, None) for rate in cfg["rates"]]
+    main = cfg.get("round_to")  # the plugin's default unless the preset says otherwise
+    plan = [(m, rate, main, False) for m in ("depgraph", "slim") for rate in cfg["rates"]]
     if cfg.get("extra_round_to"):  # the deployment setting of part 2, to see what it costs in mAP
-        plan += [("depgraph", 0.5, cfg["extra_round_to"])]
-    for method, rate, round_to in plan:
-        name = f"{method}_{rate:g}" + (f"_r{round_to}" if round_to else "")
+        plan += [(m, 0.5, cfg["extra_round_to"], True) for m in ("depgraph", "slim")]
+    for method, rate, round_to, extra in plan:
+        name = f"{method}_{rate:g}" + (f"_r{round_to}" if extra else "")
         LOGGER.info(f"bench: prune {name}")
         if method == "depgraph":
             steps = cfg["depgraph_steps"]
@@ -195,7 +196,7 @@ def run_accuracy(work: Path, cfg: Dict[str, Any]) -> Dict[str, Any]:
             kwargs = dict(epochs=cfg["ft_epochs"])
             source = sparse_weights
         report = _prune(source, method=method, rate=rate, round_to=round_to, name=name, **kwargs, **prune_common)
-        runs.append({"name": name, "method": method, "rate": rate, "round_to": round_to, "report": report})
+        runs.append({"name": name, "method": method, "rate": rate, "round_to": round_to, "extra": extra, "report": report})
     record["runs"] = runs
 
     first = {m: next((r for r in runs if r["method"] == m), None) for m in ("depgraph", "slim")}

@@ -125,7 +125,7 @@ def _headline(rec: Dict[str, Any]) -> List[str]:
     if acc:
         base = acc["baseline"]
         for run in acc["runs"]:
-            if run["rate"] == 0.5 and not run["round_to"]:
+            if run["rate"] == 0.5 and not run.get("extra"):
                 f = run["report"]["final"]
                 src = run["report"]["baseline"]
                 lines.append(
@@ -181,7 +181,8 @@ def _accuracy(rec: Dict[str, Any], out: Path) -> List[str]:
         f"start from {s['base_epochs'] + s['sparse_epochs']} epochs of training. Every pruned model gets "
         f"{s['ft_epochs']} fine-tune epochs in all (DepGraph: {s['depgraph_steps']} step(s) × "
         f"{max(1, s['ft_epochs'] // s['depgraph_steps'])} epochs; slim: one threshold, then {s['ft_epochs']} epochs), "
-        "`max_map_drop=1` so that every rate is kept, default `round_to` (none) unless stated.",
+        f"`max_map_drop=1` so that every rate is kept, `round_to={s.get('round_to')}` (the plugin's default) unless "
+        "stated.",
         "",
         "mAP50 / mAP50-95: Ultralytics validation of the PyTorch model (rect batches, as during training). "
         "*PT b1* and *ORT*: the same model at batch 1 without rect batches, in PyTorch and as ONNX in ONNX Runtime "
@@ -212,7 +213,7 @@ def _accuracy(rec: Dict[str, Any], out: Path) -> List[str]:
         f, o = rep["final"], rep.get("onnx", {})
         macs_x = rep["baseline"]["macs"] / f["macs"]
         speedup = o.get("speedup")
-        label = f"{run['method']} {run['rate']:g}" + (f" round_to={run['round_to']}" if run["round_to"] else "")
+        label = f"{run['method']} {run['rate']:g}" + (f" round_to={run['round_to']}" if run.get("extra") else "")
         if f.get("step") != len(rep["steps"]) or f.get("step") == 0:
             label += f" (kept step {f.get('step')})"
         rows.append([label, _g(f["macs"]), _m(f["params"]), _f(f.get("map50")), _f(f.get("map50_95")),
@@ -258,7 +259,7 @@ def _plot(acc: Dict[str, Any], path: Path) -> None:
     runs = acc["runs"]
     for ax, key, title in ((axes[0], "map50_95", "mAP50-95"), (axes[1], "map50", "mAP50")):
         for method, colour in (("depgraph", "tab:blue"), ("slim", "tab:orange")):
-            chosen = sorted((r for r in runs if r["method"] == method and not r["round_to"]), key=lambda r: r["rate"])
+            chosen = sorted((r for r in runs if r["method"] == method and not r.get("extra")), key=lambda r: r["rate"])
             if not chosen:
                 continue
             source = chosen[0]["report"]["baseline"]
@@ -269,7 +270,7 @@ def _plot(acc: Dict[str, Any], path: Path) -> None:
             for r in chosen:
                 ax.annotate(f"{r['rate']:g}", (r["report"]["final"]["macs"] / 1e9, r["report"]["final"].get(key)),
                             textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
-            for r in (r for r in runs if r["method"] == method and r["round_to"]):
+            for r in (r for r in runs if r["method"] == method and r.get("extra")):
                 ax.plot(r["report"]["final"]["macs"] / 1e9, r["report"]["final"].get(key), "s", color=colour,
                         mfc="none", label=f"{method} {r['rate']:g} round_to={r['round_to']}")
         first_run = runs[0]["report"]["baseline"] if runs else None

@@ -48,7 +48,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "full": {
         "accuracy": dict(
             imgsz=160, n_train=600, n_val=150, n_classes=6, seed=0, batch=16, base_epochs=40, sparse_epochs=10,
-            sr=0.01, ft_epochs=10, depgraph_steps=1, rates=[0.3, 0.5, 0.7], extra_round_to=16, target_macs=0.5,
+            sr=0.01, ft_epochs=10, depgraph_steps=1, rates=[0.3, 0.5, 0.7], round_to=8, extra_round_to=16,
+            target_macs=0.5,
         ),
         "speed": dict(
             imgsz=640, rate=0.5, models=["yolov8n", "yolov8s"], round_tos=[None, 8, 16, 32], focus_round_to=16,
@@ -62,7 +63,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "quick": {
         "accuracy": dict(
             imgsz=64, n_train=16, n_val=8, n_classes=3, seed=0, batch=8, base_epochs=2, sparse_epochs=1, sr=0.01,
-            ft_epochs=1, depgraph_steps=1, rates=[0.5], extra_round_to=None, target_macs=0.5,
+            ft_epochs=1, depgraph_steps=1, rates=[0.5], round_to=8, extra_round_to=None, target_macs=0.5,
         ),
         "speed": dict(
             imgsz=320, rate=0.5, models=["yolov8n"], round_tos=[None, 16], focus_round_to=16, runs=5, warmup=1,
