@@ -602,7 +602,7 @@ def _target(rec: Dict[str, Any]) -> List[str]:
         slim = rep.get("slim", {})
         t.append([
             run["method"], _f(tm.get("requested"), "{:g}"), _g(rep["baseline"]["macs"]), _g(tm.get("goal_macs")),
-            _g(tm.get("reached_macs")), str(len(rep["steps"])),
+            _g(tm.get("reached_macs")), {True: "yes", False: "no"}.get(tm.get("met"), "–"), str(len(rep["steps"])),
             _f(slim.get("target_macs_search", {}).get("rate"), "{:.3f}") if slim else "–",
             rep.get("stop_reason", ""),
         ])
@@ -615,7 +615,7 @@ def _target(rec: Dict[str, Any]) -> List[str]:
         "rate (≤ `rate`) that meets it.",
         "",
     ]
-    lines += _table(["method", "target_macs", "baseline GMACs", "goal GMACs", "reached GMACs", "steps", "slim rate",
+    lines += _table(["method", "target_macs", "baseline GMACs", "goal GMACs", "reached GMACs", "met", "steps", "slim rate",
                      "stop reason"], t)
     return lines + [""]
 
@@ -627,3 +627,10 @@ def write(rec: Dict[str, Any], out: Path) -> Path:
     path = out / "results.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path
+
+
+if __name__ == "__main__":  # redraw results.md and the plot from results.json: python benchmarks/results_md.py
+    import json
+
+    here = Path(__file__).resolve().parent
+    print(write(json.loads((here / "results.json").read_text(encoding="utf-8")), here))

@@ -16,7 +16,7 @@ to ``runs/bench_quick`` instead, so a smoke run never overwrites the committed r
 
 Usage::
 
-    python benchmarks/run.py                 # the full benchmark (about 30-40 min on 2 idle cores)
+    python benchmarks/run.py                 # the full benchmark (about 25 min on 2 idle cores)
     python benchmarks/run.py --quick         # smoke run, a few minutes
     python benchmarks/run.py --parts speed   # one part only (the results then hold that part only)
     python benchmarks/run.py --parts budgets --merge   # redo one part of the last full run, keep the others
