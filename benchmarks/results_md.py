@@ -6,7 +6,6 @@ computed from it too, so that the page stays true for whatever machine ran it.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 

@@ -14,7 +14,6 @@ from ``yolov8n.yaml`` and the dataset is generated. Everything lands in ``runs/d
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence

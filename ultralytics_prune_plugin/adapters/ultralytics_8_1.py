@@ -122,8 +122,6 @@ def _register_fast_dfl_export() -> None:
     from ultralytics_prune_plugin.deploy.fast_dfl import last_axis_dfl
 
     export_onnx = Exporter.export_onnx
-    if getattr(export_onnx, "_prune_plugin", False):
-        return
 
     @functools.wraps(export_onnx)
     def export_onnx_with_fast_dfl(self, *args, **kwargs):
@@ -133,7 +131,6 @@ def _register_fast_dfl_export() -> None:
         with last_axis_dfl(enabled):
             return export_onnx(self, *args, **kwargs)
 
-    export_onnx_with_fast_dfl._prune_plugin = True
     Exporter.export_onnx = export_onnx_with_fast_dfl
 
 
@@ -234,7 +231,10 @@ class _LearnMoreFilter:
 
     def __init__(self, mode: str):
         self.link = f"https://docs.ultralytics.com/modes/{mode}"
-        self.text = f"💡 Learn more: 'yolo help' lists the '{mode}' mode and its keys; the ultralytics-prune-plugin README explains every output"
+        self.text = (
+            f"💡 Learn more: 'yolo help' lists the '{mode}' mode and its keys; the ultralytics-prune-plugin README "
+            "explains every output"
+        )
 
     def filter(self, record) -> bool:
         if isinstance(record.msg, str) and self.link in record.msg:

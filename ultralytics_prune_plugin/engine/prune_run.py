@@ -26,7 +26,7 @@ import time
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from torch import nn
 from ultralytics.cfg import get_cfg, get_save_dir
@@ -316,8 +316,7 @@ class PruneRun:
         if self.args.target_macs is not None:
             # One threshold, so no loop to stop: take the smallest rate <= 'rate' whose MACs meet the target, found by
             # bisection on copies (MACs never grow with the rate: a higher rate removes a superset of the channels).
-            target = self.args.target_macs
-            goal = target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
+            target, goal = self.args.target_macs, self._macs_goal()
             trials = {rate: slim(deepcopy(model), rate, verbose=False).macs_after}
             if trials[rate] <= goal:
                 low, high = 0.0, rate
@@ -403,14 +402,17 @@ class PruneRun:
         LOGGER.warning(f"{PREFIX}WARNING ⚠️ {self.report['stop_reason']}")
         return True
 
-    def _macs_target_met(self, macs: float) -> bool:
-        """Return True when ``target_macs`` is set and reached (a fraction of the baseline, or GMACs)."""
+    def _macs_goal(self) -> Optional[float]:
+        """The MACs that ``target_macs`` asks for (a fraction of the baseline's, or GMACs), or None when unset."""
         target = self.args.target_macs
         if target is None:
-            return False
-        goal = target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
-        self.report["target_macs"] = {"requested": target, "goal_macs": goal, "reached_macs": macs}
-        return macs <= goal
+            return None
+        return target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
+
+    def _macs_target_met(self, macs: float) -> bool:
+        """Return True when ``target_macs`` is set and ``macs`` reaches it."""
+        goal = self._macs_goal()
+        return goal is not None and macs <= goal
 
     # Measuring -----------------------------------------------------------------------------------------------------------
     def _measure(self, model: nn.Module, name: str, weights: Optional[Path] = None) -> Dict[str, Any]:
@@ -520,11 +522,10 @@ class PruneRun:
             "map50_95": kept_row.get("recovered_map50_95", kept_row.get("pruned_map50_95", kept_row.get("map50_95"))),
         }
         if self.args.target_macs is not None:  # set against the kept model, which a budget stop may make earlier
-            target = self.args.target_macs
-            goal = target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
             reached = self.report["final"]["macs"]
             self.report["target_macs"] = {
-                "requested": target, "goal_macs": goal, "reached_macs": reached, "met": bool(reached <= goal)
+                "requested": self.args.target_macs, "goal_macs": self._macs_goal(), "reached_macs": reached,
+                "met": self._macs_target_met(reached),
             }
         if self.report["stop_reason"] is None:
             self.report["stop_reason"] = f"all steps done; keeping step {kept}"
