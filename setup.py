@@ -40,7 +40,7 @@ setup(
     py_modules=["_ultralytics_prune_plugin_startup"],
     cmdclass={"build_py": BuildWithStartupHook},
     install_requires=[
-        "ultralytics>=8.1.0,<8.2",
+        "ultralytics>=8.1.0,<8.5",
         "torch>=2.0,<=2.14.1",
         "torchvision>=0.15,<=0.29.1",
         "torch-pruning>=1.6.0,<1.7",

@@ -26,7 +26,7 @@ from ultralytics_prune_plugin.pruning.depgraph import (
     step_ratio,
     trace_inputs,
 )
-from ultralytics_prune_plugin.pruning.groups import ignored_layers, prunable_batchnorms, prunable_convs
+from ultralytics_prune_plugin.pruning.policy import heads, ignored_layers, prunable_batchnorms, prunable_convs
 
 NC = 2
 SMALL = 64
@@ -86,7 +86,7 @@ def eval_outputs(model: nn.Module, x: torch.Tensor):
 
 def head_output_channels(model: nn.Module) -> dict:
     """Output widths of every convolution inside the Detect head."""
-    head = ignored_layers(model)[0]
+    head = heads(model)[0]
     return {name: m.out_channels for name, m in head.named_modules() if isinstance(m, nn.Conv2d)}
 
 
@@ -204,17 +204,21 @@ def test_pruned_model_trains_evaluates_and_persists(yolov8n):
 def test_prunable_batchnorms_are_exactly_those_in_prunable_groups(yolov8n):
     prepare_for_pruning(yolov8n)
     pruner = build_group_pruner(yolov8n, trace_inputs(yolov8n), 0.5)
+    roots = {id(conv) for _, conv in prunable_convs(yolov8n)}
     in_groups = {
         id(dep.target.module)
         for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=[nn.Conv2d])
+        if id(group[0].dep.target.module) in roots  # head-inner roots are listed too, with ratio 0
         for dep, _ in group
-        if isinstance(dep.target.module, nn.BatchNorm2d)
+        if isinstance(dep.target.module, nn.BatchNorm2d) and not dep.target.module in heads(yolov8n)[0].modules()
     }
     names = [name for name, _ in prunable_batchnorms(yolov8n)]
     assert {id(bn) for _, bn in prunable_batchnorms(yolov8n)} == in_groups
     assert "model.2.m.0.cv2.bn" in names  # residual-coupled BN: pruned jointly with model.2.cv1.bn
     assert not any(name.startswith("model.22.") for name in names)
-    assert ignored_layers(yolov8n) == [yolov8n.model[-1]]
+    head = yolov8n.model[-1]
+    outputs = [*(branch[-1] for branch in head.cv2), *(branch[-1] for branch in head.cv3), head.dfl.conv]
+    assert ignored_layers(yolov8n) == outputs  # only each output branch's last conv is protected
 
 
 def test_step_ratio_compounds_to_rate():

@@ -82,7 +82,7 @@ def test_ratio_reaches_requested_rate_on_channel_counts(two_step_run):
     code = (
         "import json\n"
         "from ultralytics import YOLO\n"
-        "from ultralytics_prune_plugin.pruning.groups import prunable_convs\n"
+        "from ultralytics_prune_plugin.pruning.policy import prunable_convs\n"
         f"base = YOLO(r'{two_step_run['dir'] / 'weights' / 'baseline.pt'}').model\n"
         f"pruned = YOLO(r'{two_step_run['dir'] / 'weights' / 'pruned.pt'}').model\n"
         "from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2\n"

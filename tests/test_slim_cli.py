@@ -14,7 +14,7 @@ from conftest import FAST, IMGSZ, run_python, run_yolo
 MEDIAN_GAMMA = (
     "import sys, torch\n"
     "from ultralytics import YOLO\n"
-    "from ultralytics_prune_plugin.pruning.groups import prunable_batchnorms\n"
+    "from ultralytics_prune_plugin.pruning.policy import prunable_batchnorms\n"
     "m = YOLO(sys.argv[1] if len(sys.argv) > 1 else r'{path}').model\n"
     "g = torch.cat([bn.weight.detach().abs().float().flatten() for _, bn in prunable_batchnorms(m)])\n"
     "print(float(g.median()))\n"

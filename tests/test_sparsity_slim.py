@@ -21,7 +21,7 @@ from ultralytics.utils import LOGGER
 
 from ultralytics_prune_plugin.data.synthetic import make_dataset
 from ultralytics_prune_plugin.nn.c2f_v2 import C2f_v2
-from ultralytics_prune_plugin.pruning.groups import prunable_batchnorms
+from ultralytics_prune_plugin.pruning.policy import prunable_batchnorms
 from ultralytics_prune_plugin.pruning.slim import _Group, gamma_sparsity_report, select_channels, slim_prune
 from ultralytics_prune_plugin.pruning.sparsity import (
     HISTOGRAM_JSON,

@@ -1,20 +1,40 @@
-"""One adapter per Ultralytics release line: the only place where the plugin touches Ultralytics internals.
+"""One adapter per Ultralytics series: the only place where the plugin touches Ultralytics internals by name.
 
-An adapter is a module with ``SUPPORTED`` (a predicate on the version string) and ``apply()``. Supporting a new
-Ultralytics line means adding a module here, not editing the rest of the plugin.
+Each series module (``ultralytics_8_1`` ... ``ultralytics_8_4``) has ``supports(version)``, ``apply()`` (its
+compatibility fixes, then the shared registration in :mod:`.common`) and the few internals the rest of the plugin
+needs, under one name for every series: ``load_yaml``, ``unwrap_model``, ``load_weights`` and ``after_cfg_print``.
+The rest of the plugin reaches them through :func:`internals`. Supporting a new series means adding a module here
+and naming it in :data:`SERIES_MODULES`.
 """
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Optional
 
+SERIES_MODULES = ("ultralytics_8_1", "ultralytics_8_2", "ultralytics_8_3", "ultralytics_8_4")
+SUPPORTED_RANGE = ">=8.1.0,<8.5"  # keep in step with setup.py's install_requires
+
 
 def adapter_for(version: str) -> Optional[ModuleType]:
-    """Return the adapter module for an Ultralytics ``version``, or None if that version is untested."""
-    from . import ultralytics_8_1
-
-    for adapter in (ultralytics_8_1,):
+    """Return the adapter module for an Ultralytics ``version``, or None if that series is not supported."""
+    for name in SERIES_MODULES:
+        adapter = importlib.import_module(f"{__name__}.{name}")
         if adapter.supports(version):
             return adapter
     return None
+
+
+def internals() -> ModuleType:
+    """Return the adapter of the installed Ultralytics, whose functions name its internals for the plugin.
+
+    Raises:
+        RuntimeError: If the installed Ultralytics is not a supported series.
+    """
+    import ultralytics
+
+    adapter = adapter_for(ultralytics.__version__)
+    if adapter is None:
+        raise RuntimeError(f"ultralytics {ultralytics.__version__} is not supported ({SUPPORTED_RANGE})")
+    return adapter

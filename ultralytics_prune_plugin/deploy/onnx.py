@@ -39,7 +39,7 @@ Traps met with Ultralytics 8.1.47, torch 2.14, onnx 1.23 and onnxruntime 1.32, a
    try to ``pip install`` it on the fly. ``simplify`` is off by default here, and :func:`export_onnx` raises
    ``ModuleNotFoundError`` rather than letting anything be installed when it is asked for without ``onnxsim``.
 6. **torch >= 2.9 exports with the dynamo exporter and 8.1 guesses opset 9** on new torch. The plugin's adapter
-   (:mod:`ultralytics_prune_plugin.adapters.ultralytics_8_1`) switches Ultralytics to the TorchScript exporter
+   (:mod:`ultralytics_prune_plugin.adapters.compat`, for 8.1 and 8.2) switches Ultralytics to the TorchScript exporter
    with opset 17 as soon as ``ultralytics`` is imported; pass ``opset=`` to choose another one.
 7. **Which runtime ran?** ``YOLO(path).val()`` builds an ``AutoBackend`` inside the validator and never exposes
    it. ONNX Runtime 1.32 wheels list ``AzureExecutionProvider`` besides ``CPUExecutionProvider``, and with
@@ -258,7 +258,8 @@ def _onnxruntime_providers(backends: Sequence[Any]) -> List[str]:
         raise RuntimeError(f"expected the validator to run one model, it ran {len(backends)}")
     backend = backends[0]
     session = getattr(backend, "session", None)
-    if not getattr(backend, "onnx", False) or not isinstance(session, onnxruntime.InferenceSession):
+    is_onnx = getattr(backend, "onnx", False) or getattr(backend, "format", None) == "onnx"  # 8.1-8.3 / 8.4
+    if not is_onnx or not isinstance(session, onnxruntime.InferenceSession):
         raise RuntimeError(f"the validator did not run the model in ONNX Runtime (backend: {type(backend).__name__})")
     return list(session.get_providers())
 

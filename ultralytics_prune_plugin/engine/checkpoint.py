@@ -55,9 +55,9 @@ def save_checkpoint(model: nn.Module, path: Path, train_args: Dict[str, Any], in
 
 def load_model(path: Path) -> nn.Module:
     """Load the detection model of a checkpoint, in float32 with gradients on and no cached loss object."""
-    from ultralytics.nn.tasks import attempt_load_one_weight
+    from ultralytics_prune_plugin.adapters import internals
 
-    model, _ = attempt_load_one_weight(str(path))
+    model, _ = internals().load_weights(path)
     for p in model.parameters():
         p.requires_grad_(True)
     return forget_cached_state(model.float())

@@ -30,9 +30,10 @@ from typing import Any, Dict, Optional
 
 from torch import nn
 from ultralytics.cfg import get_cfg, get_save_dir
-from ultralytics.utils import DEFAULT_CFG, LOGGER, colorstr, yaml_load
+from ultralytics.utils import DEFAULT_CFG, LOGGER, colorstr
 from ultralytics.utils.checks import check_imgsz, check_yaml
 
+from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.config import PluginArgumentError, plugin_keys
 from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
@@ -54,6 +55,8 @@ STEP_COLUMNS = [
     "finetune_s",
     "within_budget",
 ]
+# The validator's metric keys behind the report's mAP50 and mAP50-95, per task.
+TASK_METRICS = {"detect": ("metrics/mAP50(B)", "metrics/mAP50-95(B)")}
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
 RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
 
@@ -70,7 +73,9 @@ class PruneRun:
     def __init__(self, yolo, overrides: Dict[str, Any]):
         """Check the arguments and the model; nothing is written until :meth:`run`."""
         self.yolo = yolo
-        file_overrides = yaml_load(check_yaml(overrides["cfg"])) if overrides.get("cfg") else {}
+        self.task = yolo.task
+        self._task_classes = yolo.task_map[self.task]  # Ultralytics' model, trainer, validator of the task
+        file_overrides = internals().load_yaml(check_yaml(overrides["cfg"])) if overrides.get("cfg") else {}
         given = {**file_overrides, **overrides}
         given.pop("cfg", None)
         self.resume_dir: Optional[Path] = None
@@ -186,7 +191,7 @@ class PruneRun:
     def _restore(self):
         """Reopen an interrupted run: its report, its last completed step's model, a clean folder after that step."""
         from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
-        from ultralytics_prune_plugin.pruning.groups import prunable_convs
+        from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
         self.save_dir = self.resume_dir
         self.weights_dir = self.save_dir / "weights"
@@ -286,7 +291,7 @@ class PruneRun:
     def _clamped_layers(self, model: nn.Module) -> int:
         """Count prunable convolutions whose ideal width rounds to nothing and that keep the minimum width instead."""
         from ultralytics_prune_plugin.pruning.depgraph import IDEAL_WIDTHS_ATTRIBUTE
-        from ultralytics_prune_plugin.pruning.groups import prunable_convs
+        from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
         unit = self.args.round_to or 1
         ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}
@@ -418,7 +423,7 @@ class PruneRun:
     def _measure(self, model: nn.Module, name: str, weights: Optional[Path] = None) -> Dict[str, Any]:
         """MACs, params, channel fraction and (with data) mAP of ``model``."""
         from ultralytics_prune_plugin.pruning.counting import count_macs_params
-        from ultralytics_prune_plugin.pruning.groups import prunable_convs
+        from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
         macs, params = count_macs_params(model, self.args.imgsz)
         channels = sum(conv.out_channels for _, conv in prunable_convs(model))
@@ -439,10 +444,8 @@ class PruneRun:
         """Validate a deep copy of ``model`` (validation fuses Conv+BN in place) on the run's data."""
         if self.data is None:
             return {}
-        from ultralytics.models.yolo.detect import DetectionValidator
-
         args = {
-            "task": "detect",
+            "task": self.task,
             "mode": "val",
             "data": self.args.data,
             "imgsz": self.args.imgsz,
@@ -452,25 +455,27 @@ class PruneRun:
             "split": self.args.split,
             "conf": self.args.conf,
             "iou": self.args.iou,
-            "half": self.args.half,
             "rect": rect,
             "plots": False,
             "verbose": False,
         }
-        validator = DetectionValidator(args=args, save_dir=self.save_dir / "val" / name)
+        if "half" in vars(DEFAULT_CFG):  # a key of 8.1-8.3 only
+            args["half"] = self.args.half
+        validator = self._task_classes["validator"](args=args, save_dir=self.save_dir / "val" / name)
         stats = validator(model=deepcopy(model).float().eval())
-        return {"map50": float(stats["metrics/mAP50(B)"]), "map50_95": float(stats["metrics/mAP50-95(B)"])}
+        map50_key, map50_95_key = TASK_METRICS[self.task]
+        return {"map50": float(stats[map50_key]), "map50_95": float(stats[map50_95_key])}
 
     # Fine-tuning ---------------------------------------------------------------------------------------------------------
     def _fine_tune(self, model: nn.Module, k: int):
         """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return the best model."""
-        from ultralytics_prune_plugin.engine.trainer import PruneAwareDetectionTrainer
+        from ultralytics_prune_plugin.engine.trainer import prune_aware_trainers
 
         start_weights = self.weights_dir / f"step_{k}_pruned.pt"
         save_checkpoint(model, start_weights, self._train_args(), {"stage": f"step {k} before fine-tune"})
         overrides = {
             **{k2: v for k2, v in self.user_overrides.items() if k2 not in RUN_ONLY_KEYS},
-            "task": "detect",
+            "task": self.task,
             "mode": "train",
             "model": str(start_weights),  # a fresh process (multi-GPU) rebuilds the pruned model from this file
             "data": self.args.data,
@@ -482,7 +487,7 @@ class PruneRun:
             "sparse": False,
         }
         started = time.time()
-        trainer = PruneAwareDetectionTrainer(overrides=overrides)
+        trainer = prune_aware_trainers()[self.task](overrides=overrides)
         trainer.train()
         seconds = time.time() - started
         best = trainer.best if trainer.best.exists() else trainer.last

@@ -1,19 +1,21 @@
-"""The detection trainer that the plugin puts in place of Ultralytics' own for ``task=detect``.
+"""The trainers that the plugin puts in place of Ultralytics' own, one per task it supports.
 
-It behaves exactly like ``DetectionTrainer`` except in two ways:
+Each behaves exactly like the Ultralytics trainer of its task except in two ways:
 
 * A pruned model is trained as it is. Ultralytics rebuilds every model from its yaml and copies in only the weights
-  whose shapes match, which silently undoes pruning; this trainer keeps the loaded module instead.
-* With ``sparse=True`` it adds the Network Slimming L1 penalty on prunable BatchNorm scales (see
-  :mod:`ultralytics_prune_plugin.pruning.sparsity`), reports their sparsity every epoch and plots it.
+  whose shapes match, which silently undoes pruning; these trainers keep the loaded module instead.
+* With ``sparse=True`` they add the Network Slimming L1 penalty on prunable BatchNorm scales (see
+  :mod:`ultralytics_prune_plugin.pruning.sparsity`), report their sparsity every epoch and plot it.
 
-It is importable by module path, so Ultralytics' multi-GPU launcher, which rebuilds the trainer in a fresh process
-from its class path and arguments, rebuilds this one with the same settings.
+The behaviour lives in :class:`PruneAwareTrainerMixin`; each task gets a small named subclass, importable by module
+path, so that Ultralytics' multi-GPU launcher, which rebuilds the trainer in a fresh process from its class path and
+arguments, rebuilds the same one with the same settings.
 """
 
 from __future__ import annotations
 
 from copy import deepcopy
+from typing import Dict
 
 from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
@@ -22,8 +24,8 @@ from ultralytics.utils import LOGGER, RANK
 from ultralytics_prune_plugin.nn.structure import forget_cached_state, is_restructured
 
 
-class PruneAwareDetectionTrainer(DetectionTrainer):
-    """``DetectionTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+class PruneAwareTrainerMixin:
+    """Keeps pruned networks intact and supports ``sparse=True``; mix in before an Ultralytics task trainer."""
 
     sparsity = None  # the sparse-training helper, set up in _setup_train when args.sparse is True
 
@@ -45,11 +47,11 @@ class PruneAwareDetectionTrainer(DetectionTrainer):
             return model
         return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
 
-    def _setup_train(self, world_size):
+    def _setup_train(self, *args, **kwargs):
         """Set up training as Ultralytics does, then attach the sparsity penalty when ``sparse=True``."""
         if isinstance(self.model, nn.Module):
             forget_cached_state(self.model)
-        super()._setup_train(world_size)
+        super()._setup_train(*args, **kwargs)
         if self.args.sparse:
             from ultralytics_prune_plugin.pruning.sparsity import attach_sparse_training
 
@@ -60,3 +62,12 @@ class PruneAwareDetectionTrainer(DetectionTrainer):
         if self.sparsity is not None:
             metrics = {**metrics, **self.sparsity.epoch_metrics()}
         super().save_metrics(metrics)
+
+
+class PruneAwareDetectionTrainer(PruneAwareTrainerMixin, DetectionTrainer):
+    """``DetectionTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+
+
+def prune_aware_trainers() -> Dict[str, type]:
+    """Return the plugin's trainer for each task it supports, keyed by Ultralytics task name."""
+    return {"detect": PruneAwareDetectionTrainer}

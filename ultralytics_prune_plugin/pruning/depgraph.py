@@ -41,7 +41,13 @@ import torch_pruning as tp
 from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2
 from ultralytics_prune_plugin.nn.structure import forget_cached_state
 from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params, dummy_input
-from ultralytics_prune_plugin.pruning.groups import ignored_layers, ignored_module_ids, prunable_convs
+from ultralytics_prune_plugin.pruning.policy import (
+    heads,
+    ignored_layers,
+    ignored_module_ids,
+    opaque_for_tracing,
+    prunable_convs,
+)
 
 IDEAL_WIDTHS_ATTRIBUTE = "pruning_ideal_widths"
 
@@ -117,18 +123,17 @@ def build_group_pruner(
     Raises:
         ValueError: If ``model`` holds no ``Detect`` head, which would leave the outputs unprotected.
     """
-    protected = ignored_layers(model)
-    if not protected:
-        raise ValueError("no Ultralytics Detect head found in the model: refusing to prune an unprotected output layer")
-    with torch.enable_grad():  # the tracer relies on autograd and asserts it is enabled
+    if not heads(model):
+        raise ValueError("no Ultralytics head found in the model: refusing to prune an unprotected output layer")
+    with torch.enable_grad(), opaque_for_tracing(model):  # the tracer relies on autograd and asserts it is on
         return tp.pruner.BasePruner(
             model,
             example_inputs,
             importance=tp.importance.GroupMagnitudeImportance(p=2),
-            pruning_ratio=ratio,
+            pruning_ratio=ratio if pruning_ratio_dict is None else 0.0,  # with a dict, unlisted convs stay
             pruning_ratio_dict=pruning_ratio_dict,
             iterative_steps=1,
-            ignored_layers=protected,
+            ignored_layers=ignored_layers(model),
             round_to=round_to,
             forward_fn=_forward_for_tracing,
             in_channel_groups={},  # fresh dicts: Torch-Pruning's mutable defaults are shared between pruners

@@ -7,7 +7,7 @@ convolution, the ``C2f_v2`` concatenation, the ``Detect`` head's input convoluti
 
 Decisions:
 
-* **Which BatchNorms**: exactly :func:`ultralytics_prune_plugin.pruning.groups.prunable_batchnorms`, the set that
+* **Which BatchNorms**: exactly :func:`ultralytics_prune_plugin.pruning.policy.prunable_batchnorms`, the set that
   sparse training penalises. ``Detect`` heads are never pruned; their input convolutions lose the channels that the
   neck loses.
 * **Coupled BatchNorms**: a Bottleneck shortcut ``x + cv2(cv1(x))`` ties the ``C2f_v2.cv1`` BatchNorm and every
@@ -46,7 +46,7 @@ from ultralytics.utils import LOGGER
 
 from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params
 from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, trace_inputs
-from ultralytics_prune_plugin.pruning.groups import ignored_module_ids, prunable_batchnorms
+from ultralytics_prune_plugin.pruning.policy import ignored_module_ids, opaque_for_tracing, prunable_batchnorms
 from ultralytics_prune_plugin.pruning.sparsity import SPARSE_THRESHOLD, gamma_statistics
 
 MIN_SPARSE_FRACTION = 0.1  # fewer prunable |γ| than this below SPARSE_THRESHOLD: the model was not sparse-trained
@@ -180,9 +180,12 @@ def build_dependency_graph(model: nn.Module) -> tp.DependencyGraph:
     """Trace ``model`` into a Torch-Pruning dependency graph, leaving every module's training flag as it was."""
     flags = {module: module.training for module in model.modules()}
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), opaque_for_tracing(model):
             return tp.DependencyGraph().build_dependency(
-                model, trace_inputs(model), forward_fn=lambda m, x: m(x), verbose=False
+                model,
+                trace_inputs(model),
+                forward_fn=lambda m, x: m(x),
+                verbose=False,
             )
     finally:
         for module, training in flags.items():

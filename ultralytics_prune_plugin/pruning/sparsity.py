@@ -2,7 +2,7 @@
 
 Liu et al., "Learning Efficient Convolutional Networks through Network Slimming" (ICCV 2017), add ``sr * |γ|`` to
 the loss for every BatchNorm whose channels pruning may remove. Its subgradient, ``sr * sign(γ)``, is added here to
-``γ.grad`` of exactly the BatchNorms that :func:`ultralytics_prune_plugin.pruning.groups.prunable_batchnorms`
+``γ.grad`` of exactly the BatchNorms that :func:`ultralytics_prune_plugin.pruning.policy.prunable_batchnorms`
 returns: the same set the slim pruner thresholds, so training and pruning never disagree.
 
 When the penalty is added
@@ -43,9 +43,9 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 from ultralytics.utils import LOGGER
-from ultralytics.utils.torch_utils import de_parallel
 
-from ultralytics_prune_plugin.pruning.groups import prunable_batchnorms
+from ultralytics_prune_plugin.adapters import internals
+from ultralytics_prune_plugin.pruning.policy import prunable_batchnorms
 
 SPARSE_THRESHOLD = 1e-2  # |γ| below this counts as "near zero" in the reports
 HISTOGRAM_EDGES = np.logspace(-6, 1, 71)  # |γ| bin edges; values outside are counted in the first / last bin
@@ -75,7 +75,7 @@ def sr_at_epoch(sr: float, sr_final: Optional[float], epoch: int, epochs: int) -
 
 def prunable_gammas(model: nn.Module) -> List[nn.Parameter]:
     """Return the scale factors (``weight``) of the prunable BatchNorms of ``model`` (de-parallelised first)."""
-    return [bn.weight for _, bn in prunable_batchnorms(de_parallel(model)) if bn.weight is not None]
+    return [bn.weight for _, bn in prunable_batchnorms(internals().unwrap_model(model)) if bn.weight is not None]
 
 
 @torch.no_grad()

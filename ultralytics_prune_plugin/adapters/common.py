@@ -1,0 +1,231 @@
+"""Registration of the plugin in Ultralytics, shared by every supported series.
+
+What is registered: the ``prune`` and ``sparse`` modes, the plugin keys with their defaults and checks, the
+``Model.prune()`` / ``Model.sparse()`` methods, the prune-aware trainers (which keep pruned models intact and know
+sparse training), and the ``fast_dfl`` option of the ONNX export. The few places where series differ are asked of
+the series adapter passed to :func:`register`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+PLUGIN_MODES = ("prune", "sparse")
+
+
+def register(series) -> None:
+    """Register the plugin in the installed Ultralytics; ``series`` is its adapter module."""
+    _register_keys()
+    _register_checks()
+    _register_cli(series)
+    _register_model_methods()
+    _register_trainers()
+    _register_fast_dfl_export()
+
+
+def _register_keys() -> None:
+    """Add the plugin keys to Ultralytics' defaults, so the CLI, ``cfg=`` files and every ``get_cfg`` accept them."""
+    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT
+
+    from ultralytics_prune_plugin.config import plugin_defaults
+
+    for key, value in plugin_defaults().items():
+        DEFAULT_CFG_DICT.setdefault(key, value)  # DEFAULT_CFG_KEYS is a live view of this dict
+        if not hasattr(DEFAULT_CFG, key):
+            setattr(DEFAULT_CFG, key, value)
+
+
+def _register_checks() -> None:
+    """Check plugin keys wherever Ultralytics checks its own (``get_cfg`` calls ``check_cfg``)."""
+    import ultralytics.cfg as cfg
+
+    from ultralytics_prune_plugin.config import check_plugin_args
+
+    original = cfg.check_cfg
+
+    @functools.wraps(original)
+    def check_cfg(config, hard=True):
+        check_plugin_args(config)
+        return original(config, hard)
+
+    cfg.check_cfg = check_cfg
+
+
+def _register_cli(series) -> None:
+    """Add the modes, the help text, ``yolo cfg`` output and one-line CLI errors for bad plugin arguments."""
+    import ultralytics.cfg as cfg
+    from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
+
+    from ultralytics_prune_plugin.config import PluginArgumentError, default_cfg_path, plugin_help
+
+    if isinstance(cfg.MODES, set):
+        cfg.MODES.update(PLUGIN_MODES)  # 8.1/8.2: the entrypoint reads this very set
+    else:
+        cfg.MODES = type(cfg.MODES)((*cfg.MODES, *(m for m in PLUGIN_MODES if m not in cfg.MODES)))  # tuple, frozenset
+    cfg.CLI_HELP_MSG = cfg.CLI_HELP_MSG.rstrip() + (
+        "\n\n    ultralytics-prune-plugin adds the modes 'prune' and 'sparse':\n"
+        "        yolo prune model=best.pt data=data.yaml rate=0.5 iterative_steps=16 max_map_drop=0.2 epochs=30\n"
+        "        yolo prune model=sparse.pt data=data.yaml method=slim rate=0.5 epochs=30\n"
+        "        yolo prune resume=runs/detect/prune3   (continue an interrupted run after its last completed step)\n"
+        "        yolo sparse model=best.pt data=data.yaml sr=0.01 epochs=50   (= yolo train sparse=True ...)\n"
+        "    and these keys:\n" + plugin_help() + "\n"
+    )
+
+    def print_plugin_cfg(yaml_file):
+        """After Ultralytics prints its defaults (`yolo cfg`), print the plugin keys with their documentation."""
+        if Path(yaml_file) == Path(DEFAULT_CFG_PATH):
+            path = default_cfg_path()
+            LOGGER.info(f"\nPrinting '{path}' (ultralytics-prune-plugin)\n\n{path.read_text(encoding='utf-8')}")
+
+    series.after_cfg_print(print_plugin_cfg)
+
+    original_entrypoint = cfg.entrypoint
+
+    @functools.wraps(original_entrypoint)
+    def entrypoint(debug=""):
+        argv = debug.split(" ")[1:] if debug else cfg.ARGV[1:]
+        mode = None
+        try:
+            mode, resumed_argv = _check_plugin_mode_inputs(argv)
+            with _plugin_learn_more(LOGGER, mode):
+                if resumed_argv is None:
+                    return original_entrypoint(debug)
+                saved = cfg.ARGV  # run Ultralytics' own parsing on the completed or reordered arguments
+                cfg.ARGV = [saved[0] if saved else "yolo", *resumed_argv]
+                try:
+                    return original_entrypoint("")
+                finally:
+                    cfg.ARGV = saved
+        except PluginArgumentError as e:
+            print(f"ERROR ❌ {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            if mode not in PLUGIN_MODES:
+                raise
+            if mode == "sparse":  # `yolo prune` has logged where its results are and how to resume
+                LOGGER.warning("\nInterrupted; resume with 'yolo sparse resume model=path/to/run/weights/last.pt'")
+            raise SystemExit(130) from None  # Ctrl-C: no traceback
+
+    cfg.entrypoint = entrypoint
+
+
+class _LearnMoreFilter:
+    """Logging filter: Ultralytics ends every command with a link to ``docs.ultralytics.com/modes/<mode>``, a page
+    that does not exist for the plugin's modes; point to where they are documented instead."""
+
+    def __init__(self, mode: str):
+        self.link = f"https://docs.ultralytics.com/modes/{mode}"
+        self.text = (
+            f"💡 Learn more: 'yolo help' lists the '{mode}' mode and its keys; the ultralytics-prune-plugin README "
+            "explains every output"
+        )
+
+    def filter(self, record) -> bool:
+        if isinstance(record.msg, str) and self.link in record.msg:
+            record.msg, record.args = self.text, ()
+        return True
+
+
+@contextmanager
+def _plugin_learn_more(logger, mode):
+    """While a plugin mode runs, replace Ultralytics' dead documentation link (see :class:`_LearnMoreFilter`)."""
+    if mode not in PLUGIN_MODES:
+        yield
+        return
+    learn_more = _LearnMoreFilter(mode)
+    logger.addFilter(learn_more)
+    try:
+        yield
+    finally:
+        logger.removeFilter(learn_more)
+
+
+def _check_plugin_mode_inputs(argv):
+    """For ``yolo prune``/``yolo sparse``, check the model file before Ultralytics tries to load or download it.
+
+    Returns:
+        (tuple): The mode, and for ``yolo prune resume=...`` the arguments to run instead (else None): the resumed
+            run's folder as ``resume`` and its own ``weights/baseline.pt`` as ``model``, so that Ultralytics never
+            falls back to (and downloads) its default model. The resumed run continues from its own checkpoints.
+    """
+    import ultralytics.cfg as cfg
+
+    from ultralytics_prune_plugin.engine.inputs import check_model_file
+    from ultralytics_prune_plugin.engine.resume import find_run, resume_requested
+
+    tokens = cfg.merge_equals_args(list(argv))
+    pairs = dict(t.split("=", 1) for t in tokens if "=" in t)
+    mode = next((t for t in tokens if t in PLUGIN_MODES), pairs.get("mode"))
+    if mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", "")))):
+        given = {"resume": True} if "resume" in tokens else {}
+        for token in tokens:
+            if "=" in token:
+                try:
+                    key, value = cfg.parse_key_value_pair(token)
+                except Exception:
+                    continue  # Ultralytics' own parsing reports it
+                given[key] = value
+        run_dir, _ = find_run(given["resume"], given)
+        kept = [t for t in tokens if t != "resume" and not t.startswith(("resume=", "model="))]
+        return mode, [*kept, f"resume={run_dir}", f"model={run_dir / 'weights' / 'baseline.pt'}"]
+    if mode in PLUGIN_MODES and pairs.get("model"):
+        check_model_file(pairs["model"])
+    cfg_tokens = [t for t in tokens if t.startswith("cfg=")]
+    if mode in PLUGIN_MODES and cfg_tokens and tokens[: len(cfg_tokens)] != cfg_tokens:
+        # Ultralytics 8.1 replaces every key given before `cfg=` with the file's content, so the seed's
+        # `yolo prune model=last.pt cfg=default.yaml ...` would lose its model: read the file first instead, so its
+        # keys apply and the command line's keys win.
+        return mode, cfg_tokens + [t for t in tokens if not t.startswith("cfg=")]
+    return mode, None
+
+
+def _register_model_methods() -> None:
+    """Give ``ultralytics.engine.model.Model`` the methods ``prune()`` and ``sparse()``."""
+    from ultralytics.engine.model import Model
+
+    from ultralytics_prune_plugin.engine.api import prune, sparse
+
+    Model.prune = prune
+    Model.sparse = sparse
+
+
+def _register_trainers() -> None:
+    """Train with the plugin's trainers, which keep pruned models intact and know sparse training."""
+    from ultralytics.models.yolo.model import YOLO
+
+    original = YOLO.task_map
+
+    @functools.wraps(original.fget)
+    def task_map(self):
+        from ultralytics_prune_plugin.engine.trainer import prune_aware_trainers
+
+        tasks = original.fget(self)
+        for task, trainer in prune_aware_trainers().items():
+            if task in tasks:
+                tasks[task]["trainer"] = trainer
+        return tasks
+
+    YOLO.task_map = property(task_map)
+
+
+def _register_fast_dfl_export() -> None:
+    """``fast_dfl=True``: the ONNX export traces the DFL with its softmax over the last axis (``deploy.fast_dfl``)."""
+    from ultralytics.engine.exporter import Exporter
+    from ultralytics.utils import LOGGER
+
+    from ultralytics_prune_plugin.deploy.fast_dfl import last_axis_dfl
+
+    export_onnx = Exporter.export_onnx
+
+    @functools.wraps(export_onnx)
+    def export_onnx_with_fast_dfl(self, *args, **kwargs):
+        enabled = bool(getattr(self.args, "fast_dfl", False))
+        if enabled:
+            LOGGER.info("fast_dfl=True: the DFL is exported with its softmax over the last axis (Softmax + MatMul)")
+        with last_axis_dfl(enabled):
+            return export_onnx(self, *args, **kwargs)
+
+    Exporter.export_onnx = export_onnx_with_fast_dfl

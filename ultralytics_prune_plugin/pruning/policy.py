@@ -1,0 +1,186 @@
+"""The architecture policy: what channel pruning does with each kind of Ultralytics module, keyed by module type.
+
+Both DepGraph pruning and Network Slimming (and sparse training, which penalises exactly what slim may remove) read
+their decisions from here, so a new model family or task is an entry in the tables below, not a new code path.
+
+* :data:`HEADS` (``Detect`` and every subclass: ``Segment``, ``Pose``, ``OBB``, the YOLO26 end-to-end heads, ...):
+  only the **last convolution of each output branch** is protected (box distribution, class scores, mask
+  coefficients, keypoints, angle, the proto's output, the DFL). The head's inner convolutions are not pruned on their
+  own, but they follow the neck where they are coupled to it: YOLO11's depthwise class-branch convolutions shrink with
+  the neck channels they filter, and every head input convolution loses the input channels the neck loses.
+* :data:`OPAQUE` (attention: ``Attention``, ``AAttn``, and YOLO11's ``C2PSA`` block as a whole): traced as one
+  unit and never pruned; the channels that enter and leave them keep their width (the residual stream around a
+  ``PSABlock``, the input and output of ``C2PSA``). Torch-Pruning 1.6 cannot map attention's per-head reshapes, nor
+  ``C2PSA``'s ``split`` whose second half feeds several layers.
+* Split blocks (``C2f`` and its subclasses that keep ``C2f.forward``, such as ``C3k2``) are unsplit before pruning
+  (:mod:`ultralytics_prune_plugin.nn.c2f_v2`). When one half of such a block cannot be pruned (its inner blocks hold
+  attention), the other half is protected as well, so both halves keep equal widths and the block converts back to
+  the stock class.
+* :data:`SUPPORTED_LAYERS`: the top-level layer types this policy has been checked on. A model with any other layer
+  type is refused with one line that names it (:func:`check_supported`), never a traceback in the middle of a prune.
+
+Torch-Pruning 1.6 only honours ``nn.Module`` instances in ``ignored_layers``, and skips every group that would remove
+output channels of an ignored module; hence instances, and only the output convolutions rather than whole heads (a
+whole ignored YOLO11 head would freeze every neck channel that feeds a depthwise convolution).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import List, Set, Tuple
+
+import torch.nn as nn
+
+from ultralytics_prune_plugin.config import PluginArgumentError
+
+# Heads: Ultralytics' Detect and its subclasses, found by class name so that one table serves every series.
+HEADS = ("Detect",)
+# Modules traced as one unit and never pruned, with the attribute holding their output projection (in = out width).
+OPAQUE = {"Attention": "proj", "AAttn": "proj", "C2PSA": "cv2"}
+# Top-level layer types (``model.model[i]``) the policy covers; anything else is refused by name.
+SUPPORTED_LAYERS = frozenset(
+    {
+        "Conv", "DWConv", "Concat", "Upsample", "SPPF", "SPP", "C2f", "C3k2", "C3", "C2", "C1", "C2PSA", "Bottleneck",
+        "Detect", "Segment", "Pose", "OBB", "Segment26", "Pose26", "OBB26", "C2f_v2",
+    }
+)
+
+
+def _is_a(module: nn.Module, names: Tuple[str, ...]) -> bool:
+    """True when ``module`` is an instance of a class named in ``names`` (or of a subclass of one)."""
+    return any(cls.__name__ in names for cls in type(module).__mro__)
+
+
+def check_supported(model: nn.Module, what: str = "model") -> None:
+    """Refuse, with one line naming it, a model that holds a layer type the policy does not cover.
+
+    Raises:
+        PluginArgumentError: Naming the first unsupported layer type and its index.
+    """
+    layers = getattr(model, "model", None)
+    if not isinstance(layers, (nn.Sequential, nn.ModuleList)):
+        raise PluginArgumentError(f"'{what}' is not an Ultralytics YOLO network (no 'model' layer list)")
+    for i, layer in enumerate(layers):
+        name = type(layer).__name__
+        if name not in SUPPORTED_LAYERS:
+            raise PluginArgumentError(
+                f"'{what}' has a {name} layer (layer {i}), which the plugin cannot prune yet; supported layers: "
+                + ", ".join(sorted(SUPPORTED_LAYERS - {"C2f_v2"}))
+            )
+
+
+def heads(model: nn.Module) -> List[nn.Module]:
+    """Return the head instances of ``model`` (outermost only)."""
+    found = [m for m in model.modules() if _is_a(m, HEADS)]
+    nested = {id(sub) for head in found for sub in head.modules() if sub is not head}
+    return [head for head in found if id(head) not in nested]
+
+
+def _last_weight_layer(module: nn.Module):
+    """The last ``nn.Conv2d`` or ``nn.Linear`` of ``module`` in module order, or None."""
+    last = None
+    for sub in module.modules():
+        if isinstance(sub, (nn.Conv2d, nn.Linear)):
+            last = sub
+    return last
+
+
+def output_layers(head: nn.Module) -> List[nn.Module]:
+    """Return the last convolution of every output branch of ``head``.
+
+    The branches are the items of each ``nn.ModuleList`` child (``cv2``, ``cv3``, ``cv4``, ``one2one_cv2``, ...) and
+    every other child that holds weights (``dfl``, ``proto``).
+    """
+    found = []
+    for child in head.children():
+        branches = list(child) if isinstance(child, nn.ModuleList) else [child]
+        for branch in branches:
+            last = _last_weight_layer(branch)
+            if last is not None:
+                found.append(last)
+    return found
+
+
+def opaque_modules(model: nn.Module) -> List[nn.Module]:
+    """Return the module instances traced as one leaf and never pruned (attention), outermost only."""
+    found = [m for m in model.modules() if _is_a(m, tuple(OPAQUE))]
+    nested = {id(sub) for m in found for sub in m.modules() if sub is not m}
+    return [m for m in found if id(m) not in nested]
+
+
+def ignored_layers(model: nn.Module) -> List[nn.Module]:
+    """Return the module instances whose output channels pruning must leave intact.
+
+    These are the head output convolutions, the opaque (attention) modules, and the first-half convolution of every
+    unsplit block whose second half runs through an opaque module (so that its halves stay equal).
+    """
+    protected = [layer for head in heads(model) for layer in output_layers(head)]
+    opaque = opaque_modules(model)
+    protected += [_projection(m) for m in opaque]  # what the tracer sees of them (opaque_for_tracing)
+    for module in model.modules():
+        cv0, inner = getattr(module, "cv0", None), getattr(module, "m", None)
+        if isinstance(cv0, nn.Module) and isinstance(inner, nn.Module):
+            if any(_is_a(sub, tuple(OPAQUE)) for sub in inner.modules()):  # by type: activations are shared objects
+                protected.append(cv0)
+    return protected
+
+
+def ignored_module_ids(model: nn.Module) -> Set[int]:
+    """Return the ``id`` of every module inside an ignored layer, the ignored layers included."""
+    return {id(sub) for layer in ignored_layers(model) for sub in layer.modules()}
+
+
+def _not_prunable_ids(model: nn.Module) -> Set[int]:
+    """Ids of modules that pruning never picks itself: everything inside a head or an opaque module, and the
+    protected layers."""
+    ids = {id(sub) for head in heads(model) for sub in head.modules()}
+    ids |= {id(sub) for m in opaque_modules(model) for sub in m.modules()}
+    return ids | ignored_module_ids(model)
+
+
+def prunable_batchnorms(model: nn.Module) -> List[Tuple[str, nn.BatchNorm2d]]:
+    """Return the BatchNorms that channel pruning may remove channels from, with their qualified names.
+
+    All ``nn.BatchNorm2d`` outside heads, opaque modules and protected layers, including those coupled by residual
+    adds (pruning decides on the coupled set jointly). Sparse training applies its L1 penalty to exactly these.
+    """
+    skip = _not_prunable_ids(model)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in skip]
+
+
+def prunable_convs(model: nn.Module) -> List[Tuple[str, nn.Conv2d]]:
+    """Return the convolutions whose output channels pruning may remove, with their qualified names.
+
+    Every ``nn.Conv2d`` outside heads, opaque modules and protected layers. Head convolutions coupled to these
+    (depthwise ones) follow them without being listed.
+    """
+    skip = _not_prunable_ids(model)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in skip]
+
+
+def _projection(module: nn.Module) -> nn.Conv2d:
+    """The output projection convolution of an opaque module (see :data:`OPAQUE`)."""
+    name = next(OPAQUE[cls.__name__] for cls in type(module).__mro__ if cls.__name__ in OPAQUE)
+    return _last_weight_layer(getattr(module, name))
+
+
+@contextmanager
+def opaque_for_tracing(model: nn.Module):
+    """While Torch-Pruning traces ``model``, run every opaque module as its output projection alone.
+
+    Attention reshapes its channels per head, which Torch-Pruning 1.6 cannot map (the trace fails or never ends).
+    For the dependency graph only the channel coupling matters, so during tracing each opaque module computes
+    ``x + projection(x)`` with its last 1x1 convolution (which :func:`ignored_layers` protects): the add ties the
+    module's input channels to its protected output, so no group can remove channels on either side of it, and
+    nothing inside it is pruned. The real ``forward`` is back as soon as the block exits.
+    """
+    replaced = []
+    for module in opaque_modules(model):
+        projection = _projection(module)
+        module.forward = lambda x, projection=projection: x + projection(x)  # shadows the class's forward
+        replaced.append(module)
+    try:
+        yield model
+    finally:
+        for module in replaced:
+            del module.forward
