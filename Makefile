@@ -1,29 +1,63 @@
 # ultralytics-prune-plugin: `make demo` runs the offline demo, `make test` the test suite, `make bench` the benchmark.
-# Each target creates its own virtual environment (.venv) and installs the plugin and its dependencies into it.
+# Each target creates the virtual environments it needs and installs the plugin and its dependencies into them.
+#
+#   .venv       the plugin installed into a fresh environment: pip resolves the latest supported Ultralytics (8.4.x)
+#   .venv-8.N   Ultralytics 8.N installed first (the user's own), then the plugin, which must keep that version
+#
+# `make test` runs the whole suite on 8.1.47, the core flows (every family the series ships) plus the in-process and
+# stock-loading tests on the latest 8.4, and the core YOLOv8 flows on 8.2 and 8.3.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PIN_8.1 := 8.1.47
+PIN_8.2 := 8.2.103
+PIN_8.3 := 8.3.253
+SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name '*.py') \
+	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
+PYTEST := -m pytest -q -p no:cacheprovider --durations=10
+# Tests that need no particular series and run in-process or through the CLI in a few seconds each, plus the
+# stock-loading checks: run on the latest series beside its core flows.
+LATEST_TESTS := test_series_flows.py test_depgraph_core.py $(wildcard tests/test_stock_blocks.py)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name '*.py') _ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
+$(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
 	$(BIN)/python -m pip install --quiet ".[test]"
 	touch $@
 
+.venv-%/.installed: $(SOURCES)
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet $(TORCH_PINS)
+	.venv-$*/bin/python -m pip install --quiet "ultralytics==$(PIN_$*)"
+	.venv-$*/bin/python -m pip install --quiet ".[test]"
+	.venv-$*/bin/python -c "import ultralytics as u, sys; sys.exit(0 if u.__version__ == '$(PIN_$*)' else \
+		f'pip install . changed ultralytics $(PIN_$*) to {u.__version__}')"
+	touch $@
+
 demo: install
 	$(BIN)/python -m ultralytics_prune_plugin.demo
 
-test: install
-	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 .
+# Each series keeps its Ultralytics settings file apart (the series rewrite each other's).
+test: test-8.1 test-latest test-8.2 test-8.3
+
+test-8.1: .venv-8.1/.installed
+	cd tests && YOLO_CONFIG_DIR=$(CURDIR)/.venv-8.1/config ../.venv-8.1/bin/python $(PYTEST) .
+
+test-latest: install
+	cd tests && YOLO_CONFIG_DIR=$(CURDIR)/$(VENV)/config ../$(BIN)/python $(PYTEST) $(notdir $(LATEST_TESTS))
+
+test-8.2 test-8.3: test-%: .venv-%/.installed
+	cd tests && YOLO_CONFIG_DIR=$(CURDIR)/.venv-$*/config ../.venv-$*/bin/python $(PYTEST) test_series_flows.py \
+		-k "yolov8 or supported"
 
 bench: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-8.* build *.egg-info

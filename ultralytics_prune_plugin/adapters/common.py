@@ -49,6 +49,13 @@ def _register_checks() -> None:
     @functools.wraps(original)
     def check_cfg(config, hard=True):
         check_plugin_args(config)
+        if config.get("mode") == "prune" and config.get("epochs") in (0, "0"):
+            # 'epochs=0' means "prune only" in prune mode; 8.4 checks epochs >= 1 for training, so check it as 1
+            config["epochs"] = 1
+            try:
+                return original(config, hard)
+            finally:
+                config["epochs"] = 0
         return original(config, hard)
 
     cfg.check_cfg = check_cfg

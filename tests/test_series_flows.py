@@ -1,0 +1,131 @@
+"""The core flows on whichever Ultralytics series is installed, for every model family that series ships.
+
+``make test`` runs this file under each supported series (8.1, 8.2, 8.3, 8.4; see the Makefile): YOLOv8 everywhere,
+YOLO11 from 8.3 on, YOLO26 from 8.4 on. Each family is trained briefly from its yaml on generated data by the real
+``yolo detect train``, then, through the real CLI: sparse training, DepGraph pruning with a fine-tune, a fine-tune
+of the pruned model that keeps its structure, val, ONNX export, slim pruning, and an interrupted prune run resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from conftest import FAST, YOLO, run_python, run_yolo, subprocess_env
+
+IMGSZ = 64
+COMMON = (f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", *FAST)
+
+
+def _families():
+    """The model families the installed Ultralytics ships, as (family, yaml) pairs."""
+    import ultralytics
+
+    major, minor = (int(part) for part in ultralytics.__version__.split(".")[:2])
+    families = [("yolov8", "yolov8n.yaml")]
+    if (major, minor) >= (8, 3):
+        families.append(("yolo11", "yolo11n.yaml"))
+    if (major, minor) >= (8, 4):
+        families.append(("yolo26", "yolo26n.yaml"))
+    return families
+
+
+FAMILIES = _families()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A small generated detection dataset."""
+    from ultralytics_prune_plugin.data import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("series") / "shapes", n_train=32, n_val=8, imgsz=IMGSZ, n_classes=2)
+
+
+@pytest.fixture(scope="module", params=[yaml for _, yaml in FAMILIES], ids=[family for family, _ in FAMILIES])
+def family(request, data, tmp_path_factory):
+    """One family, trained for 2 epochs by the real `yolo detect train`, with its own working folder."""
+    work = tmp_path_factory.mktemp(request.param.split(".")[0])
+    run_yolo("detect", "train", f"model={request.param}", f"data={data}", "epochs=2", *COMMON, "name=base", cwd=work)
+    best = work / "runs" / "detect" / "base" / "weights" / "best.pt"
+    assert best.is_file()
+    return {"work": work, "best": best, "data": data, "yaml": request.param}
+
+
+def _params(checkpoint) -> int:
+    """Parameter count of a checkpoint's model, loaded in a fresh process through Ultralytics."""
+    code = f"from ultralytics import YOLO\nprint(sum(p.numel() for p in YOLO({str(checkpoint)!r}).model.parameters()))"
+    return int(run_python(code, cwd=checkpoint.parent).stdout.strip().splitlines()[-1])
+
+
+def test_sparse_training(family):
+    run_yolo("sparse", f"model={family['best']}", f"data={family['data']}", "epochs=1", *COMMON, "name=sparse",
+             cwd=family["work"])
+    header = (family["work"] / "runs" / "detect" / "sparse" / "results.csv").read_text().splitlines()[0]
+    assert "sparsity/gamma_p50" in header and "sparsity/sr" in header
+
+
+def test_depgraph_prune_finetune_val_export(family):
+    work, data = family["work"], family["data"]
+    run_yolo("prune", f"model={family['best']}", f"data={data}", "rate=0.5", "iterative_steps=1", "epochs=1",
+             *COMMON, "name=dg", cwd=work)
+    run_dir = work / "runs" / "detect" / "dg"
+    report = json.loads((run_dir / "prune_report.json").read_text())
+    assert report["final"]["macs"] < 0.6 * report["baseline"]["macs"]  # rate 0.5 removes well over 40 % of MACs
+    assert report["onnx"]["onnx_agrees"] is True
+    pruned = run_dir / "weights" / "pruned.pt"
+    n_pruned = _params(pruned)
+    assert n_pruned == report["final"]["params"]
+
+    # a later fine-tune of the pruned model keeps its structure
+    run_yolo("train", f"model={pruned}", f"data={data}", "epochs=1", *COMMON, "name=again", cwd=work)
+    assert _params(work / "runs" / "detect" / "again" / "weights" / "best.pt") == n_pruned
+    proc = run_yolo("val", f"model={pruned}", f"data={data}", f"imgsz={IMGSZ}", "batch=8", "workers=0", cwd=work)
+    assert "all" in proc.stdout + proc.stderr
+    run_yolo("export", f"model={pruned}", "format=onnx", f"imgsz={IMGSZ}", cwd=work)
+    assert pruned.with_suffix(".onnx").is_file()
+
+
+def test_slim_prune(family):
+    work = family["work"]
+    run_yolo("prune", f"model={family['best']}", f"data={family['data']}", "method=slim", "rate=0.5", "epochs=0",
+             *COMMON, "name=slim", cwd=work)
+    report = json.loads((work / "runs" / "detect" / "slim" / "prune_report.json").read_text())
+    assert 0.3 < report["slim"]["applied_rate"] <= 0.5
+    assert report["final"]["macs"] < report["baseline"]["macs"]
+
+
+def test_interrupted_prune_resumes(family):
+    work = family["work"]
+    args = [YOLO, "prune", f"model={family['best']}", f"data={family['data']}", "rate=0.5", "iterative_steps=2",
+            "epochs=1", *COMMON, "name=killed"]
+    run_dir = work / "runs" / "detect" / "killed"
+    proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not (run_dir / "weights" / "step_1.pt").is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    run_yolo("prune", f"resume={run_dir}", cwd=work)
+    report = json.loads((run_dir / "prune_report.json").read_text())
+    assert [row["step"] for row in report["steps"]] == [1, 2]
+    assert report["resumed"] and report["resumed"][0]["steps_done"] == 1
+    assert (run_dir / "weights" / "pruned.pt").is_file()
+
+
+def test_installed_series_is_supported():
+    import ultralytics
+
+    import ultralytics_prune_plugin
+    from ultralytics_prune_plugin.adapters import internals
+
+    assert ultralytics_prune_plugin.is_active()
+    assert internals().supports(ultralytics.__version__)
+    assert torch.__version__  # the stack imports together
