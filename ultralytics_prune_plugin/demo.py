@@ -14,6 +14,7 @@ from ``yolov8n.yaml`` and the dataset is generated. Everything lands in ``runs/d
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -151,6 +152,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rate", type=float, default=0.5, help="channel rate pruned by both methods")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # The demo is offline: Ultralytics (8.1 and 8.4 alike) skips its update check when this is set before it is
+    # imported. Only the demo's own process gets it; a user's own runs keep their settings.
+    os.environ["YOLO_OFFLINE"] = "True"
     if args.out is not None and args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out} is not empty; the demo never writes over earlier results")
     run_demo(args.out, args.preset, args.rate, args.seed)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -169,13 +168,14 @@ def _register_cli() -> None:
     from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
 
     from ultralytics_prune_plugin.config import PluginArgumentError, default_cfg_path, plugin_help
+    from ultralytics_prune_plugin.engine.cli_checks import help_with_modes, print_error
 
-    modes = set(cfg.MODES) | set(PLUGIN_MODES)
+    old_modes, modes = str(cfg.MODES), set(cfg.MODES) | set(PLUGIN_MODES)
     if isinstance(cfg.MODES, set):
         cfg.MODES.update(PLUGIN_MODES)  # the entrypoint reads this very set
     else:
         cfg.MODES = type(cfg.MODES)(modes)
-    cfg.CLI_HELP_MSG = cfg.CLI_HELP_MSG.rstrip() + (
+    cfg.CLI_HELP_MSG = help_with_modes(cfg.CLI_HELP_MSG, old_modes, modes).rstrip() + (
         "\n\n    ultralytics-prune-plugin adds the modes 'prune' and 'sparse':\n"
         "        yolo prune model=best.pt data=data.yaml rate=0.5 iterative_steps=16 max_map_drop=0.2 epochs=30\n"
         "        yolo prune model=sparse.pt data=data.yaml method=slim rate=0.5 epochs=30\n"
@@ -213,7 +213,7 @@ def _register_cli() -> None:
                 finally:
                     cfg.ARGV = saved
         except PluginArgumentError as e:
-            print(f"ERROR ❌ {e}", file=sys.stderr)
+            print_error(e)  # one line per bad argument
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             if mode not in PLUGIN_MODES:
@@ -266,13 +266,18 @@ def _check_plugin_mode_inputs(argv):
     """
     import ultralytics.cfg as cfg
 
+    from ultralytics.utils import DEFAULT_CFG_DICT, yaml_load
+
+    from ultralytics_prune_plugin.engine.cli_checks import check_command
     from ultralytics_prune_plugin.engine.inputs import check_model_file
     from ultralytics_prune_plugin.engine.resume import find_run, resume_requested
 
     tokens = cfg.merge_equals_args(list(argv))
     pairs = dict(t.split("=", 1) for t in tokens if "=" in t)
     mode = next((t for t in tokens if t in PLUGIN_MODES), pairs.get("mode"))
-    if mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", "")))):
+    resumed = mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", ""))))
+    check_command(mode, tokens, DEFAULT_CFG_DICT, {*cfg.TASKS, *cfg.MODES, "resume"}, yaml_load, resumed)
+    if resumed:
         given = {"resume": True} if "resume" in tokens else {}
         for token in tokens:
             if "=" in token:
