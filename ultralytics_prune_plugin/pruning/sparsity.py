@@ -215,23 +215,33 @@ def _optimizer_description(optimizer: torch.optim.Optimizer) -> str:
     return f"{type(optimizer).__name__}(lr={defaults.get('lr')}, momentum={momentum})"
 
 
-def warn_auto_optimizer(trainer) -> None:
-    """In a sparse run with ``optimizer=auto``, warn that Ultralytics replaced ``lr0`` and say with what."""
-    args = trainer.args
+def choose_sparse_optimizer(args) -> None:
+    """Before the optimizer is built: a sparse run with ``optimizer=auto`` uses SGD at ``lr0``, and says so.
+
+    Network Slimming's L1 term ``sr * sign(γ)`` is designed for SGD, where each step moves γ by ``lr * sr``; Ultralytics'
+    ``auto`` would usually pick AdamW with a learning rate of its own, which rescales the term per parameter. An
+    optimizer the user names is kept (see :func:`warn_adaptive_optimizer`).
+
+    Args:
+        args: The trainer's arguments (``optimizer``, ``lr0``, ``momentum``); ``optimizer`` is set to ``'SGD'``.
+    """
     if str(args.optimizer).lower() != "auto":
         return
-    chosen = _optimizer_description(trainer.optimizer)
-    adaptive = not isinstance(trainer.optimizer, torch.optim.SGD)
+    args.optimizer = "SGD"
+    LOGGER.info(
+        f"sparsity: 'optimizer=auto' → SGD(lr0={args.lr0}, momentum={args.momentum}) for sparse training, the setting "
+        "the L1 penalty is designed for; name another optimizer to use it instead"
+    )
+
+
+def warn_adaptive_optimizer(trainer) -> None:
+    """In a sparse run with an adaptive optimizer that the user named, warn how it changes the L1 term."""
+    if isinstance(trainer.optimizer, torch.optim.SGD):
+        return
     LOGGER.warning(
-        f"WARNING ⚠️ sparse training: 'optimizer=auto' replaced 'lr0={args.lr0}' and 'momentum={args.momentum}' "
-        f"with {chosen}. "
-        + (
-            "With an adaptive optimizer the L1 term sr*sign(γ) is rescaled per parameter like any gradient, "
-            "unlike the SGD setting of Network Slimming. "
-            if adaptive
-            else ""
-        )
-        + f"Pass e.g. 'optimizer=SGD lr0={args.lr0}' to use your own learning rate."
+        f"WARNING ⚠️ sparse training with {_optimizer_description(trainer.optimizer)}: an adaptive optimizer rescales "
+        "the L1 term sr*sign(γ) per parameter like any gradient, unlike the SGD setting of Network Slimming. "
+        f"Pass 'optimizer=SGD lr0=...' (or 'optimizer=auto', which picks SGD for sparse runs) to follow it."
     )
 
 
@@ -336,5 +346,5 @@ def attach_sparse_training(trainer) -> SparseTraining:
         f"sparsity: L1 penalty sr={args.sr:g} ({schedule}) on {len(helper.params)} prunable BatchNorm scales, "
         "added once per optimizer step after AMP unscaling and gradient clipping"
     )
-    warn_auto_optimizer(trainer)
+    warn_adaptive_optimizer(trainer)
     return helper
