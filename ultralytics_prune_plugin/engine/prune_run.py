@@ -575,7 +575,12 @@ class PruneRun:
         write_csv_atomic(self.save_dir / "prune_steps.csv", self.report["steps"], STEP_COLUMNS)
         write_json_atomic(self.save_dir / "prune_report.json", self.report)
         if self.report["steps"]:
-            plot_prune_curve(self.report["baseline"], self.report["steps"], self.save_dir / "prune_curve.png")
+            base = self.report["baseline"].get("map50_95")
+            budget = base - self.args.max_map_drop if base is not None and self._budget_applies() else None
+            plot_prune_curve(
+                self.report["baseline"], self.report["steps"], self.save_dir / "prune_curve.png",
+                kept_step=self.report["kept_step"], budget=budget,
+            )
 
     def _finish(self) -> None:
         """Save the kept model as ``pruned.pt``, export and check it in ONNX Runtime, print the summary."""
