@@ -5,6 +5,7 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
     prune/
       weights/baseline.pt        the input model, copied (the input file itself is never written)
       weights/step_k.pt          the model after step k (fine-tuned when epochs > 0)
+      weights/step_k_pruned.pt   step k's model before its fine-tune, the fine-tune's start (only when epochs > 0)
       weights/pruned.pt          the kept step's model: the result
       weights/pruned.onnx        the result exported with Ultralytics' exporter (also baseline.onnx, for timing)
       step_k/                    step k's fine-tune: an ordinary Ultralytics training run (results.csv, plots)
@@ -12,6 +13,9 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
       prune_steps.csv            one row per step
       prune_report.json          everything: arguments, baseline, steps, kept step, ONNX check, summary
       prune_curve.png            mAP before/after fine-tune against the remaining size, redrawn after each step
+      slim_layers.csv            method=slim: every layer's channels before → after
+
+Every file gets the permissions of a plain ``open()`` (0666 less the umask).
 
 Resume: ``yolo prune resume=runs/detect/prune3`` (or ``resume=True``, see :mod:`.resume`) continues an interrupted run
 in its own folder after its last completed step, with the arguments it was started with (kept in the report under

@@ -169,9 +169,11 @@ def gamma_sparsity_report(
             "10×), train more epochs, or use 'optimizer=SGD' (an adaptive optimizer rescales the L1 term)"
         )
     elif not sparse:
-        trained = "sparse" in (train_args or {})
-        known = " (its training arguments say sparse=False)" if trained else " (model not sparse-trained?)"
-        warning = f"γ not sparse{known}: {dense}; train with 'sparse=True' first (yolo sparse ...)"
+        if "sparse" in (train_args or {}):
+            warning = f"the model was not sparse-trained (its training arguments say sparse=False) and γ is dense: {dense}"
+        else:
+            warning = f"γ not sparse (model not sparse-trained?): {dense}"
+        warning += "; train with 'sparse=True' first (yolo sparse ...)"
     elif rate is not None and fraction < rate:
         warning = (
             f"only {fraction:.1%} of prunable |γ| are < {SPARSE_THRESHOLD:g} but rate={rate:g} removes {rate:.0%} of "
