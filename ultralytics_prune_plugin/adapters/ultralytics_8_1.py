@@ -265,7 +265,6 @@ def _check_plugin_mode_inputs(argv):
             falls back to (and downloads) its default model. The resumed run continues from its own checkpoints.
     """
     import ultralytics.cfg as cfg
-
     from ultralytics.utils import DEFAULT_CFG_DICT, yaml_load
 
     from ultralytics_prune_plugin.engine.cli_checks import check_command
