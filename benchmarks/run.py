@@ -139,6 +139,7 @@ def main(argv=None) -> Dict[str, Any]:
         "the machine was busy); needs the earlier run's --work folder",
     )
     args = parser.parse_args(argv)
+    os.environ["YOLO_OFFLINE"] = "True"  # offline runs: no update check by Ultralytics here or in the children
     preset = "quick" if args.quick else "full"
     cfg = PRESETS[preset]
     work = (args.work or ROOT / "runs" / ("bench_quick" if args.quick else "bench")).resolve()

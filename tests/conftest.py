@@ -17,6 +17,11 @@ IMGSZ = 64  # small enough for 2 CPU cores; yolov8n still learns the easy shapes
 # Ultralytics defaults to deterministic=True, which makes CPU training about twice as slow; tests do not need it.
 FAST = ("deterministic=False",)
 YOLO = shutil.which("yolo", path=os.path.dirname(sys.executable)) or shutil.which("yolo")
+# The suite runs offline: Ultralytics must not look for a newer release (it would print "New ... available" or wait
+# for the network). Ultralytics 8.1 and 8.4 both read this variable when they are imported, so it is set for this
+# process (in-process tests) and passed to every child; users' own runs keep their settings.
+OFFLINE = {"YOLO_OFFLINE": "True"}
+os.environ.update(OFFLINE)
 
 
 def subprocess_env(extra=None):
@@ -26,7 +31,7 @@ def subprocess_env(extra=None):
     ``runs/``, so the children must not inherit it.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    return {**env, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    return {**env, "PYTHONUNBUFFERED": "1", **OFFLINE, **(extra or {})}
 
 
 def run_yolo(*args, cwd, env=None, check=True, timeout=900):

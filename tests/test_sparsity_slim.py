@@ -30,7 +30,8 @@ from ultralytics_prune_plugin.pruning.sparsity import (
     prunable_gammas,
     register_l1_penalty,
     sr_at_epoch,
-    warn_auto_optimizer,
+    choose_sparse_optimizer,
+    warn_adaptive_optimizer,
 )
 
 SR = 0.05
@@ -310,6 +311,18 @@ def test_sparsity_report_warns_for_dense_gammas(sparse_like_model):
     assert sparse["sparse"] and sparse["fraction_below"] > 0.25 and sparse["warning"] is None
 
 
+def test_sparsity_report_for_a_sparse_trained_model_with_dense_gammas_says_what_to_change():
+    """The input's train_args say sparse=True but γ is dense: never 'not sparse-trained?', and name sr/epochs/optimizer."""
+    model = DetectionModel("yolov8n.yaml", verbose=False)
+    args = {"sparse": True, "sr": 0.05, "epochs": 10, "optimizer": "SGD"}
+    warning = gamma_sparsity_report(model, rate=0.5, train_args=args)["warning"]
+    assert "sparse-trained (sr=0.05, epochs=10, optimizer=SGD) but γ is still dense" in warning
+    assert "not sparse-trained" not in warning and "'sr'" in warning and "epochs" in warning
+    assert "{" not in warning  # no raw dict
+    plain = gamma_sparsity_report(model, train_args={"sparse": False})["warning"]
+    assert "training arguments say sparse=False" in plain and "sparse=True' first" in plain
+
+
 def test_slim_prune_half_reduces_macs_and_keeps_the_head(sparse_like_model):
     model = copy.deepcopy(sparse_like_model)
     heads = _head_output_widths(model)
@@ -372,21 +385,24 @@ def test_select_channels_global_threshold_floors_and_clamping():
     assert [r.tolist() for r in removed] == [[0], [0]]
 
 
-def test_auto_optimizer_warning_names_the_replaced_lr0():
+def test_auto_optimizer_becomes_sgd_and_an_explicit_adaptive_one_is_warned_about():
     records = []
     handler = logging.Handler()
     handler.emit = records.append
     LOGGER.addHandler(handler)
     try:
+        auto = SimpleNamespace(optimizer="auto", lr0=0.01, momentum=0.937)
+        choose_sparse_optimizer(auto)
+        named = SimpleNamespace(optimizer="AdamW", lr0=0.002, momentum=0.9)
+        choose_sparse_optimizer(named)
         params = [nn.Parameter(torch.ones(2))]
-        auto = SimpleNamespace(
-            args=SimpleNamespace(optimizer="auto", lr0=0.01, momentum=0.937),
-            optimizer=torch.optim.AdamW(params, lr=0.000833, betas=(0.9, 0.999)),
-        )
-        warn_auto_optimizer(auto)
-        warn_auto_optimizer(SimpleNamespace(args=SimpleNamespace(optimizer="SGD", lr0=0.01), optimizer=None))
+        warn_adaptive_optimizer(SimpleNamespace(optimizer=torch.optim.AdamW(params, lr=0.002, betas=(0.9, 0.999))))
+        warn_adaptive_optimizer(SimpleNamespace(optimizer=torch.optim.SGD(params, lr=0.01, momentum=0.9)))
     finally:
         LOGGER.removeHandler(handler)
-    assert len(records) == 1
-    message = records[0].getMessage()
-    assert "'lr0=0.01'" in message and "AdamW(lr=0.000833" in message and "optimizer=SGD" in message
+    assert auto.optimizer == "SGD" and auto.lr0 == 0.01  # Ultralytics' lr0 (or the user's) is kept
+    assert named.optimizer == "AdamW" and named.lr0 == 0.002  # a named optimizer is kept
+    assert len(records) == 2
+    info, warning = records[0].getMessage(), records[1].getMessage()
+    assert "'optimizer=auto' → SGD(lr0=0.01" in info
+    assert "AdamW(lr=0.002" in warning and "optimizer=SGD" in warning

@@ -9,7 +9,6 @@ the series adapter passed to :func:`register`.
 from __future__ import annotations
 
 import functools
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,12 +66,17 @@ def _register_cli(series) -> None:
     from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
 
     from ultralytics_prune_plugin.config import PluginArgumentError, default_cfg_path, plugin_help
+    from ultralytics_prune_plugin.engine.cli_checks import help_with_modes, print_error
 
+    printed_modes = (str(cfg.MODES), str(list(cfg.MODES)))  # how the help text shows them: 8.1-8.3 / 8.4
     if isinstance(cfg.MODES, set):
         cfg.MODES.update(PLUGIN_MODES)  # 8.1/8.2: the entrypoint reads this very set
     else:
         cfg.MODES = type(cfg.MODES)((*cfg.MODES, *(m for m in PLUGIN_MODES if m not in cfg.MODES)))  # tuple, frozenset
-    cfg.CLI_HELP_MSG = cfg.CLI_HELP_MSG.rstrip() + (
+    help_text = cfg.CLI_HELP_MSG
+    for old_modes in printed_modes:
+        help_text = help_with_modes(help_text, old_modes, cfg.MODES)
+    cfg.CLI_HELP_MSG = help_text.rstrip() + (
         "\n\n    ultralytics-prune-plugin adds the modes 'prune' and 'sparse':\n"
         "        yolo prune model=best.pt data=data.yaml rate=0.5 iterative_steps=16 max_map_drop=0.2 epochs=30\n"
         "        yolo prune model=sparse.pt data=data.yaml method=slim rate=0.5 epochs=30\n"
@@ -107,7 +111,7 @@ def _register_cli(series) -> None:
                 finally:
                     cfg.ARGV = saved
         except PluginArgumentError as e:
-            print(f"ERROR ❌ {e}", file=sys.stderr)
+            print_error(e)  # one line per bad argument
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             if mode not in PLUGIN_MODES:
@@ -160,13 +164,19 @@ def _check_plugin_mode_inputs(argv):
     """
     import ultralytics.cfg as cfg
 
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    from ultralytics_prune_plugin.adapters import internals
+    from ultralytics_prune_plugin.engine.cli_checks import check_command
     from ultralytics_prune_plugin.engine.inputs import check_model_file
     from ultralytics_prune_plugin.engine.resume import find_run, resume_requested
 
     tokens = cfg.merge_equals_args(list(argv))
     pairs = dict(t.split("=", 1) for t in tokens if "=" in t)
     mode = next((t for t in tokens if t in PLUGIN_MODES), pairs.get("mode"))
-    if mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", "")))):
+    resumed = mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", ""))))
+    check_command(mode, tokens, DEFAULT_CFG_DICT, {*cfg.TASKS, *cfg.MODES, "resume"}, internals().load_yaml, resumed)
+    if resumed:
         given = {"resume": True} if "resume" in tokens else {}
         for token in tokens:
             if "=" in token:

@@ -110,10 +110,44 @@ def export_onnx(weights: PathLike, imgsz: int, out: Optional[PathLike] = None, *
     with _staging_dir(dest) as stage:
         staged = stage / weights.name
         shutil.copyfile(weights, staged)
-        produced = _run_exporter(staged, kwargs)
+        replacements = [
+            (str(staged.with_suffix(".onnx")), str(dest)),
+            (str(staged), str(weights)),
+            (str(stage), str(dest.parent)),
+        ]
+        with _paths_rewritten_in_log(replacements):  # the staging folder is gone a moment later: never print it
+            produced = _run_exporter(staged, kwargs)
         os.replace(produced, dest)
-    _log(f"ONNX model moved to {dest} ({onnx_file_mb(dest):.1f} MB); the staging folder above is removed")
+    _log(f"ONNX model saved to {dest} ({onnx_file_mb(dest):.1f} MB)")
     return dest
+
+
+class _PathRewriteFilter:
+    """Logging filter that replaces paths in messages (each ``(old, new)`` pair, in order)."""
+
+    def __init__(self, replacements: Sequence[tuple]):
+        """Keep the ``(old, new)`` pairs."""
+        self.replacements = list(replacements)
+
+    def filter(self, record) -> bool:
+        """Rewrite the record's message; never drop a record."""
+        if isinstance(record.msg, str):
+            for old, new in self.replacements:
+                record.msg = record.msg.replace(old, new)
+        return True
+
+
+@contextmanager
+def _paths_rewritten_in_log(replacements: Sequence[tuple]) -> Iterator[None]:
+    """While the exporter runs, show the final paths in its log lines instead of the staging folder's."""
+    from ultralytics.utils import LOGGER
+
+    rewrite = _PathRewriteFilter(replacements)
+    LOGGER.addFilter(rewrite)
+    try:
+        yield
+    finally:
+        LOGGER.removeFilter(rewrite)
 
 
 def _checked_weights(weights: PathLike) -> Path:

@@ -5,6 +5,7 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
     prune/
       weights/baseline.pt        the input model, copied (the input file itself is never written)
       weights/step_k.pt          the model after step k (fine-tuned when epochs > 0)
+      weights/step_k_pruned.pt   step k's model before its fine-tune, the fine-tune's start (only when epochs > 0)
       weights/pruned.pt          the kept step's model: the result
       weights/pruned.onnx        the result exported with Ultralytics' exporter (also baseline.onnx, for timing)
       step_k/                    step k's fine-tune: an ordinary Ultralytics training run (results.csv, plots)
@@ -12,6 +13,9 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
       prune_steps.csv            one row per step
       prune_report.json          everything: arguments, baseline, steps, kept step, ONNX check, summary
       prune_curve.png            mAP before/after fine-tune against the remaining size, redrawn after each step
+      slim_layers.csv            method=slim: every layer's channels before → after
+
+Every file gets the permissions of a plain ``open()`` (0666 less the umask).
 
 Resume: ``yolo prune resume=runs/detect/prune3`` (or ``resume=True``, see :mod:`.resume`) continues an interrupted run
 in its own folder after its last completed step, with the arguments it was started with (kept in the report under
@@ -57,6 +61,10 @@ STEP_COLUMNS = [
 ]
 # The validator's metric keys behind the report's mAP50 and mAP50-95, per task.
 TASK_METRICS = {"detect": ("metrics/mAP50(B)", "metrics/mAP50-95(B)")}
+# The input checkpoint's training arguments that the run keeps (slim's messages, the default fine-tune length).
+INPUT_TRAIN_KEYS = ("sparse", "sr", "sr_final", "optimizer", "epochs")
+# Without 'epochs', all fine-tunes together get this fraction of the input's own training epochs (see README).
+DEFAULT_FINETUNE_FRACTION = 0.3
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
 RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
 
@@ -92,8 +100,9 @@ class PruneRun:
             self.checkpoint_overrides = dict(yolo.overrides)
             self.user_overrides = given
             train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {})
-            self._sparse_args = {k: v for k, v in train_args.items() if k in ("sparse", "sr")}
+            self._sparse_args = {k: v for k, v in train_args.items() if k in INPUT_TRAIN_KEYS}
         self.args = get_cfg(DEFAULT_CFG, {**self.checkpoint_overrides, **self.user_overrides, "mode": "prune"})
+        self.epochs_note = self._default_epochs()
         self.args.resume = False  # not passed on: each fine-tune is a new training run
         self.args.imgsz = check_imgsz(self.args.imgsz, stride=32, max_dim=1)  # as training and export will round it
         if self.resume_dir is None:
@@ -113,6 +122,33 @@ class PruneRun:
                 "yet, only task=detect"
             )
 
+    def _steps(self) -> int:
+        """The number of prune steps: ``iterative_steps`` for DepGraph, one for slim."""
+        return 1 if self.args.method == "slim" else self.args.iterative_steps
+
+    def _default_epochs(self) -> Optional[str]:
+        """Without ``epochs``, give each step's fine-tune a share of a modest total; return how it was chosen.
+
+        Ultralytics' ``epochs=100`` would mean 100 fine-tune epochs per step (1,600 with 16 steps). Instead all
+        fine-tunes together get ``DEFAULT_FINETUNE_FRACTION`` of the input's own training epochs (of 100 when the
+        input does not record them), spread evenly over the steps, at least one each. Without any dataset (none
+        given, none recorded in the checkpoint) the run prunes only (``epochs=0``).
+
+        Returns:
+            (str | None): The explanation for the plan line, or None when ``epochs`` was given.
+        """
+        if "epochs" in self.user_overrides:
+            return None
+        if not self.user_overrides.get("data") and not self.args.data:
+            self.args.epochs = 0
+            return "epochs not given and no dataset: pruning only"
+        trained = self._sparse_args.get("epochs")
+        source = f"the input's {trained} training epochs" if trained else f"{DEFAULT_CFG.epochs} epochs (the input records none)"
+        trained = trained or DEFAULT_CFG.epochs
+        total = max(1, round(DEFAULT_FINETUNE_FRACTION * trained))
+        self.args.epochs = max(1, round(total / self._steps()))
+        return f"epochs not given: {DEFAULT_FINETUNE_FRACTION:.0%} of {source}, spread over the steps"
+
     def _resolve_data(self) -> Optional[dict]:
         """Return the checked dataset dict, or None when no dataset is given and none is needed."""
         from ultralytics_prune_plugin.engine.inputs import check_detection_data
@@ -121,20 +157,26 @@ class PruneRun:
         inherited = False
         if not data and self.args.data:  # a trained checkpoint remembers its dataset
             data, inherited = self.args.data, True
+        missing = (
+            f"'data' is missing: 'epochs={self.args.epochs}' fine-tunes after pruning and needs a dataset "
+            "(or use 'epochs=0' to prune only)"
+        )
         if not data:
             if self.args.epochs > 0:
-                raise PluginArgumentError(
-                    f"'data' is missing: 'epochs={self.args.epochs}' fine-tunes after pruning and needs a dataset "
-                    "(or use 'epochs=0' to prune only)"
-                )
+                raise PluginArgumentError(missing)
             return None
         try:
             checked = check_detection_data(data, need_train=self.args.epochs > 0)
-        except PluginArgumentError:
-            if inherited and self.args.epochs == 0:
+        except PluginArgumentError as e:
+            if not inherited:
+                raise
+            if self.args.epochs == 0:
                 LOGGER.warning(f"{PREFIX}WARNING ⚠️ the model's dataset '{data}' is not usable here; skipping mAP.")
                 return None
-            raise
+            recorded = str(e).split(": ", 1)[-1]
+            raise PluginArgumentError(f"{missing}; the checkpoint's training arguments name '{data}', but {recorded}") from None
+        if inherited:
+            LOGGER.info(f"{PREFIX}data: {data} (from the checkpoint's training arguments)")
         self.args.data = str(data)
         return checked
 
@@ -177,6 +219,7 @@ class PruneRun:
             }
             self._write_record()
             first_step = 1
+        self._log_plan(first_step)
 
         if self.report["stop_reason"] is not None:
             pass  # a resumed run that had already stopped (mAP budget or target_macs): only the finish is left
@@ -187,6 +230,35 @@ class PruneRun:
             self._run_depgraph(model, first_step)
         self._finish()
         return self.report
+
+    def _log_plan(self, first_step: int) -> None:
+        """Say in one line what the run will do: steps × epochs = total fine-tune epochs, data, imgsz."""
+        steps, epochs = self._steps(), self.args.epochs
+        left = steps - first_step + 1
+        if left <= 0 or self.report.get("stop_reason") is not None:
+            return
+        data = self.args.data if self.data is not None else "no data (no mAP)"
+        note = f" ({self.epochs_note})" if self.epochs_note else ""
+        LOGGER.info(
+            f"{PREFIX}plan: {left} step(s) × {epochs} epochs = {left * epochs} fine-tune epochs{note}, on {data}, "
+            f"at imgsz={self.args.imgsz}"
+        )
+        if epochs == 0 and self.data is not None:
+            if self._budget_applies():
+                LOGGER.info(
+                    f"{PREFIX}epochs=0: max_map_drop={self.args.max_map_drop} was set, so it is compared against mAP "
+                    "without fine-tuning"
+                )
+            else:
+                LOGGER.info(
+                    f"{PREFIX}epochs=0: pruning to the requested "
+                    + (f"target_macs={self.args.target_macs}" if self.args.target_macs is not None else f"rate={self.args.rate}")
+                    + "; max_map_drop is not applied (mAP without fine-tuning always collapses; set it to apply it)"
+                )
+
+    def _budget_applies(self) -> bool:
+        """``max_map_drop`` stops the run after fine-tuning, and with ``epochs=0`` only when it was set explicitly."""
+        return self.args.epochs > 0 or "max_map_drop" in self.user_overrides
 
     def _restore(self):
         """Reopen an interrupted run: its report, its last completed step's model, a clean folder after that step."""
@@ -302,20 +374,19 @@ class PruneRun:
         from ultralytics_prune_plugin.pruning.slim import gamma_sparsity_report, slim_prune
 
         sparse_args = self._sparse_args  # the input checkpoint's train_args (kept in the report for a resume)
-        gamma = gamma_sparsity_report(model)
-        if not sparse_args.get("sparse"):
-            LOGGER.warning(
-                f"{PREFIX}WARNING ⚠️ this model was not sparse-trained ('yolo train sparse=True'); slim pruning "
-                "will cost more accuracy than after sparse training."
-            )
-        LOGGER.info(f"{PREFIX}BatchNorm γ before slim pruning: {gamma}")
+        gamma = gamma_sparsity_report(model, train_args=sparse_args)
+        LOGGER.info(
+            f"{PREFIX}BatchNorm γ before slim pruning: {gamma['fraction_below']:.1%} of {gamma['count']} prunable |γ| "
+            f"< 1e-2, median {gamma['median']:.3g}, 10th percentile {gamma['p10']:.3g} "
+            + ("(sparse-trained input)" if sparse_args.get("sparse") else "(input not sparse-trained)")
+        )
         if self.args.iterative_steps != DEFAULT_CFG.iterative_steps:
             LOGGER.warning(f"{PREFIX}WARNING ⚠️ 'iterative_steps' does not apply to method=slim (one threshold).")
 
         def slim(target: nn.Module, rate: float, verbose: bool = True):
             """Slim-prune ``target`` in place at ``rate`` with the run's settings."""
             kwargs = dict(min_channels=self.args.min_channels, imgsz=self.args.imgsz, round_to=self.args.round_to)
-            return slim_prune(target, rate, verbose=verbose, **kwargs)
+            return slim_prune(target, rate, verbose=verbose, train_args=sparse_args, **kwargs)
 
         rate, target_search = self.args.rate, None
         if self.args.target_macs is not None:
@@ -394,6 +465,10 @@ class PruneRun:
             self.report["kept_step"] = row["step"]
             return False
         drop = base - score
+        if not self._budget_applies():
+            row["within_budget"] = None  # epochs=0 without an explicit max_map_drop: no budget
+            self.report["kept_step"] = row["step"]
+            return False
         row["within_budget"] = drop <= self.args.max_map_drop
         if row["within_budget"]:
             self.report["kept_step"] = row["step"]
@@ -509,7 +584,12 @@ class PruneRun:
         write_csv_atomic(self.save_dir / "prune_steps.csv", self.report["steps"], STEP_COLUMNS)
         write_json_atomic(self.save_dir / "prune_report.json", self.report)
         if self.report["steps"]:
-            plot_prune_curve(self.report["baseline"], self.report["steps"], self.save_dir / "prune_curve.png")
+            base = self.report["baseline"].get("map50_95")
+            budget = base - self.args.max_map_drop if base is not None and self._budget_applies() else None
+            plot_prune_curve(
+                self.report["baseline"], self.report["steps"], self.save_dir / "prune_curve.png",
+                kept_step=self.report["kept_step"], budget=budget,
+            )
 
     def _finish(self) -> None:
         """Save the kept model as ``pruned.pt``, export and check it in ONNX Runtime, print the summary."""
@@ -525,6 +605,8 @@ class PruneRun:
             "params": kept_row["params"],
             "map50": kept_row.get("recovered_map50", kept_row.get("pruned_map50", kept_row.get("map50"))),
             "map50_95": kept_row.get("recovered_map50_95", kept_row.get("pruned_map50_95", kept_row.get("map50_95"))),
+            "rate_requested": self.args.rate,
+            "rate_reached": 1.0 - kept_row["channels_kept"],  # fraction of the prunable channels removed
         }
         if self.args.target_macs is not None:  # set against the kept model, which a budget stop may make earlier
             reached = self.report["final"]["macs"]
@@ -532,9 +614,9 @@ class PruneRun:
                 "requested": self.args.target_macs, "goal_macs": self._macs_goal(), "reached_macs": reached,
                 "met": self._macs_target_met(reached),
             }
-        if self.report["stop_reason"] is None:
+        if self.report["stop_reason"] is None:  # a stop was logged when it happened
             self.report["stop_reason"] = f"all steps done; keeping step {kept}"
-        LOGGER.info(f"\n{PREFIX}{self.report['stop_reason']}")
+            LOGGER.info(f"\n{PREFIX}{self.report['stop_reason']}")
         self._deploy(final)
         self._write_record()
         LOGGER.info(self.summary_table())
@@ -594,10 +676,25 @@ class PruneRun:
                 "{:.2f}",
             ),
         ]
-        lines = [f"\n{PREFIX}summary (imgsz={self.args.imgsz}, kept step {final['step']})", f"{'':<24}{'baseline':>14}{'pruned':>14}{'ratio':>9}"]
+        lines = [
+            f"\n{PREFIX}summary (imgsz={self.args.imgsz}, kept step {final['step']})",
+            f"{'':<24}{'baseline':>14}{'pruned':>14}  change",
+        ]
         for label, a, b, fmt in rows:
-            ratio = f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
-            lines.append(f"{label:<24}{_fmt(a, fmt):>14}{_fmt(b, fmt):>14}{ratio:>9}")
+            known = isinstance(a, (int, float)) and isinstance(b, (int, float))
+            if known and label.startswith("mAP"):  # a score: the change itself, never a ratio
+                change = f"{_signed(b - a, '{:.3f}')} ({_signed((b - a) / a * 100, '{:.1f}')} %)" if a else ""
+            else:  # a cost: how many times smaller
+                change = f"{a / b:.2f}x smaller" if known and b else ""
+            lines.append(f"{label:<24}{_fmt(a, fmt):>14}{_fmt(b, fmt):>14}  {change}")
+        if "rate_requested" in final:
+            applied = self.report.get("slim", {}).get("applied_rate")
+            lines.append(
+                f"{'channels removed':<24}{'rate=' + format(final['rate_requested'], 'g'):>14}"
+                f"{final['rate_reached']:>14.3f}  (requested; right: reached by the kept step"
+                + (f", slim applied {applied:.3f}" if applied is not None else "")
+                + ")"
+            )
         target = self.report.get("target_macs")
         if target is not None:
             met = "met" if target["met"] else "not met"
@@ -618,6 +715,12 @@ class PruneRun:
                 f"{'  (batch 1, same data)'}"
             )
         return "\n".join(lines)
+
+
+def _signed(value: float, fmt: str) -> str:
+    """Format ``value`` with an explicit sign, a true minus sign for negatives."""
+    text = fmt.format(abs(value))
+    return ("−" if value < 0 else "+") + text
 
 
 def _fmt(value: Any, fmt: str = "{:.4f}") -> str:

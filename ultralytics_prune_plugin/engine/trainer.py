@@ -51,6 +51,10 @@ class PruneAwareTrainerMixin:
         """Set up training as Ultralytics does, then attach the sparsity penalty when ``sparse=True``."""
         if isinstance(self.model, nn.Module):
             forget_cached_state(self.model)
+        if self.args.sparse:  # optimizer=auto: SGD, which Network Slimming's L1 term is designed for
+            from ultralytics_prune_plugin.pruning.sparsity import choose_sparse_optimizer
+
+            choose_sparse_optimizer(self.args)
         super()._setup_train(*args, **kwargs)
         if self.args.sparse:
             from ultralytics_prune_plugin.pruning.sparsity import attach_sparse_training

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -138,13 +138,17 @@ class _Group:
 
 
 # Sparsity report ------------------------------------------------------------------------------------------------------
-def gamma_sparsity_report(model: nn.Module, rate: Optional[float] = None) -> Dict[str, object]:
+def gamma_sparsity_report(
+    model: nn.Module, rate: Optional[float] = None, train_args: Optional[Dict[str, Any]] = None
+) -> Dict[str, object]:
     """Say whether the prunable |γ| of ``model`` look sparse-trained, for a warning before slim pruning.
 
     Args:
         model: An Ultralytics detection model.
         rate: The slim pruning rate about to be used, if known; the warning then also compares it with the fraction
             of near-zero scales.
+        train_args: The model checkpoint's training arguments, if known (``sparse``, ``sr``, ``epochs``,
+            ``optimizer``): the warning then says whether sparse training ran and what to change.
 
     Returns:
         ``fraction_below`` (fraction of prunable |γ| < 1e-2), ``median``, ``p10``, ``count``, ``sparse`` (bool) and
@@ -154,12 +158,22 @@ def gamma_sparsity_report(model: nn.Module, rate: Optional[float] = None) -> Dic
     fraction = stats["fraction_below"]
     sparse = fraction >= MIN_SPARSE_FRACTION
     warning = None
-    if not sparse:
+    dense = (
+        f"only {fraction:.1%} of {stats['count']} prunable |γ| are < {SPARSE_THRESHOLD:g} (median |γ| "
+        f"{stats['p50']:.3g}), so slim pruning will cost more accuracy"
+    )
+    if not sparse and train_args and train_args.get("sparse"):
+        how = ", ".join(f"{k}={train_args[k]}" for k in ("sr", "sr_final", "epochs", "optimizer") if k in train_args)
         warning = (
-            f"γ not sparse (model not sparse-trained?): only {fraction:.1%} of {stats['count']} prunable |γ| are "
-            f"< {SPARSE_THRESHOLD:g} (median |γ| {stats['p50']:.3g}), so slim pruning will cost more accuracy; "
-            "train with 'sparse=True' first (yolo sparse ...)"
+            f"the model was sparse-trained ({how}) but γ is still dense: {dense}; for sparser γ raise 'sr' (e.g. "
+            "10×), train more epochs, or use 'optimizer=SGD' (an adaptive optimizer rescales the L1 term)"
         )
+    elif not sparse:
+        if "sparse" in (train_args or {}):
+            warning = f"the model was not sparse-trained (its training arguments say sparse=False) and γ is dense: {dense}"
+        else:
+            warning = f"γ not sparse (model not sparse-trained?): {dense}"
+        warning += "; train with 'sparse=True' first (yolo sparse ...)"
     elif rate is not None and fraction < rate:
         warning = (
             f"only {fraction:.1%} of prunable |γ| are < {SPARSE_THRESHOLD:g} but rate={rate:g} removes {rate:.0%} of "
@@ -344,6 +358,7 @@ def slim_prune(
     imgsz: ImageSize = 640,
     round_to: Optional[int] = None,
     verbose: bool = True,
+    train_args: Optional[Dict[str, Any]] = None,
 ) -> SlimResult:
     """Prune ``model`` in place by Network Slimming: one global |γ| threshold over the prunable BatchNorms.
 
@@ -358,6 +373,7 @@ def slim_prune(
         imgsz: Image size at which MACs are counted.
         round_to: Optional multiple that kept widths are rounded up to.
         verbose: Log the sparsity warning, the per-layer table and the summary.
+        train_args: The model checkpoint's training arguments, if known, for the sparsity warning's wording.
 
     Returns:
         A :class:`SlimResult`.
@@ -371,7 +387,7 @@ def slim_prune(
     if min_channels < 1:
         raise ValueError(f"min_channels must be >= 1, got {min_channels}")
     prepare_for_pruning(model)
-    report = gamma_sparsity_report(model, rate)
+    report = gamma_sparsity_report(model, rate, train_args)
     if verbose and report["warning"]:
         LOGGER.warning(f"WARNING ⚠️ slim pruning: {report['warning']}")
     macs_before, params_before = count_macs_params(model, imgsz)

@@ -192,15 +192,35 @@ def plot_histograms(histograms: Dict[int, List[int]], path: Path, threshold: flo
     centers = np.sqrt(HISTOGRAM_EDGES[:-1] * HISTOGRAM_EDGES[1:])
     epochs = sorted(histograms)
     norm = Normalize(vmin=min(epochs, default=1), vmax=max(max(epochs, default=1), min(epochs, default=1) + 1))
+    # The first, middle and last epochs stand out (labelled, thick); the others are thin, coloured by epoch.
+    marked = {}
+    if epochs:
+        picks = zip((epochs[-1], epochs[len(epochs) // 2], epochs[0]), ("last", "middle", "first"))
+        marked = {epoch: name for epoch, name in picks}  # with fewer than 3 epochs, 'first' wins a shared epoch
+    styles = {"first": ("tab:blue", "-"), "middle": ("tab:orange", "--"), "last": ("tab:red", "-")}
     for epoch in epochs:
         counts = np.asarray(histograms[epoch], dtype=float)
-        ax.plot(centers, counts / max(counts.sum(), 1.0), color=cm.viridis(norm(epoch)), lw=1.2)
-    ax.axvline(threshold, color="red", ls="--", lw=1, label=f"|γ| = {threshold:g}")
+        fraction = counts / max(counts.sum(), 1.0)
+        if epoch in marked:
+            color, style = styles[marked[epoch]]
+            ax.plot(centers, fraction, style, color=color, lw=2.2, label=f"epoch {epoch} ({marked[epoch]})", zorder=3)
+        else:
+            ax.plot(centers, fraction, color=cm.viridis(norm(epoch)), lw=0.8, alpha=0.45)
+    used = np.flatnonzero(np.sum([histograms[e] for e in epochs], axis=0)) if epochs else np.array([])
+    low, high = HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1]
+    if used.size:  # the x range follows the data, one bin of margin on each side
+        low = HISTOGRAM_EDGES[max(used[0] - 1, 0)]
+        high = HISTOGRAM_EDGES[min(used[-1] + 2, len(HISTOGRAM_EDGES) - 1)]
     ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    if low <= threshold <= high:
+        ax.axvline(threshold, color="red", ls=":", lw=1, label=f"|γ| = {threshold:g}")
+    else:
+        ax.plot([], [], " ", label=f"no |γ| near {threshold:g} (the sparsity threshold is off this range)")
     ax.set_xlabel(f"|γ| of prunable BatchNorm channels (values < {HISTOGRAM_EDGES[0]:g} in the first bin)")
     ax.set_ylabel("fraction of channels")
     ax.set_title("BatchNorm scale factors during sparse training")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=8)
     colorbar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="epoch")
     colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.savefig(path)
@@ -215,23 +235,33 @@ def _optimizer_description(optimizer: torch.optim.Optimizer) -> str:
     return f"{type(optimizer).__name__}(lr={defaults.get('lr')}, momentum={momentum})"
 
 
-def warn_auto_optimizer(trainer) -> None:
-    """In a sparse run with ``optimizer=auto``, warn that Ultralytics replaced ``lr0`` and say with what."""
-    args = trainer.args
+def choose_sparse_optimizer(args) -> None:
+    """Before the optimizer is built: a sparse run with ``optimizer=auto`` uses SGD at ``lr0``, and says so.
+
+    Network Slimming's L1 term ``sr * sign(γ)`` is designed for SGD, where each step moves γ by ``lr * sr``; Ultralytics'
+    ``auto`` would usually pick AdamW with a learning rate of its own, which rescales the term per parameter. An
+    optimizer the user names is kept (see :func:`warn_adaptive_optimizer`).
+
+    Args:
+        args: The trainer's arguments (``optimizer``, ``lr0``, ``momentum``); ``optimizer`` is set to ``'SGD'``.
+    """
     if str(args.optimizer).lower() != "auto":
         return
-    chosen = _optimizer_description(trainer.optimizer)
-    adaptive = not isinstance(trainer.optimizer, torch.optim.SGD)
+    args.optimizer = "SGD"
+    LOGGER.info(
+        f"sparsity: 'optimizer=auto' → SGD(lr0={args.lr0}, momentum={args.momentum}) for sparse training, the setting "
+        "the L1 penalty is designed for; name another optimizer to use it instead"
+    )
+
+
+def warn_adaptive_optimizer(trainer) -> None:
+    """In a sparse run with an adaptive optimizer that the user named, warn how it changes the L1 term."""
+    if isinstance(trainer.optimizer, torch.optim.SGD):
+        return
     LOGGER.warning(
-        f"WARNING ⚠️ sparse training: 'optimizer=auto' replaced 'lr0={args.lr0}' and 'momentum={args.momentum}' "
-        f"with {chosen}. "
-        + (
-            "With an adaptive optimizer the L1 term sr*sign(γ) is rescaled per parameter like any gradient, "
-            "unlike the SGD setting of Network Slimming. "
-            if adaptive
-            else ""
-        )
-        + f"Pass e.g. 'optimizer=SGD lr0={args.lr0}' to use your own learning rate."
+        f"WARNING ⚠️ sparse training with {_optimizer_description(trainer.optimizer)}: an adaptive optimizer rescales "
+        "the L1 term sr*sign(γ) per parameter like any gradient, unlike the SGD setting of Network Slimming. "
+        f"Pass 'optimizer=SGD lr0=...' (or 'optimizer=auto', which picks SGD for sparse runs) to follow it."
     )
 
 
@@ -336,5 +366,5 @@ def attach_sparse_training(trainer) -> SparseTraining:
         f"sparsity: L1 penalty sr={args.sr:g} ({schedule}) on {len(helper.params)} prunable BatchNorm scales, "
         "added once per optimizer step after AMP unscaling and gradient clipping"
     )
-    warn_auto_optimizer(trainer)
+    warn_adaptive_optimizer(trainer)
     return helper

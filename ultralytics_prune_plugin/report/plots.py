@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ultralytics_prune_plugin.report.files import write_atomic
 
 
-def plot_prune_curve(baseline: Dict[str, Any], steps: List[Dict[str, Any]], path: Path) -> Path:
+def plot_prune_curve(
+    baseline: Dict[str, Any],
+    steps: List[Dict[str, Any]],
+    path: Path,
+    kept_step: Optional[int] = None,
+    budget: Optional[float] = None,
+) -> Path:
     """Draw recovered and pruned mAP50-95 against the fraction of parameters remaining, with MACs on the right axis.
 
     Args:
         baseline (dict): The baseline record (``params``, ``macs``, ``map50_95``).
         steps (list[dict]): One record per step (``params``, ``macs``, ``pruned_map50_95``, ``recovered_map50_95``).
         path (Path): Where the PNG goes; it is replaced atomically.
+        kept_step (int, optional): The step kept as the result (0: the unpruned model), circled on the plot.
+        budget (float, optional): The lowest mAP50-95 within ``max_map_drop``, drawn as a horizontal line.
 
     Returns:
         (Path): ``path``.
@@ -35,6 +43,15 @@ def plot_prune_curve(baseline: Dict[str, Any], steps: List[Dict[str, Any]], path
         ax.plot(*_known(x, recovered), "o-", color="tab:blue", label="recovered mAP50-95 (after fine-tune)")
     if any(v is not None for v in pruned[1:]):
         ax.plot(*_known(x, pruned), "s--", color="tab:orange", label="pruned mAP50-95 (before fine-tune)")
+    scores = recovered if any(v is not None for v in recovered[1:]) else pruned
+    if kept_step is not None and kept_step <= len(steps) and scores[kept_step] is not None:
+        ax.plot(x[kept_step], scores[kept_step], "o", ms=14, mfc="none", mec="black", mew=1.5,
+                label=f"kept: {'step ' + str(kept_step) if kept_step else 'unpruned model'}", zorder=4)
+    if budget is not None:
+        ax.axhline(budget, color="tab:red", ls="-.", lw=1, label=f"max_map_drop budget (mAP50-95 {budget:.3f})")
+    known = [v for v in (*pruned, *recovered, budget) if v is not None]
+    if known:  # the mAP axis starts at 0 and the MACs axis too, so the two curves never lie exactly on each other
+        ax.set_ylim(0, max(max(known) * 1.1, 0.05))
     ax.set_xlabel("fraction of parameters remaining")
     ax.set_ylabel("mAP50-95")
     ax.invert_xaxis()
@@ -42,6 +59,7 @@ def plot_prune_curve(baseline: Dict[str, Any], steps: List[Dict[str, Any]], path
     twin = ax.twinx()
     twin.plot(x, macs, "^:", color="tab:green", label="MACs (G)")
     twin.set_ylabel("MACs (G)")
+    twin.set_ylim(0, max(macs) * 1.25)
     lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
     ax.legend(lines, labels, loc="lower left")
