@@ -104,15 +104,17 @@ def test_interrupted_prune_resumes(family):
     args = [YOLO, "prune", f"model={family['best']}", f"data={family['data']}", "rate=0.5", "iterative_steps=2",
             "epochs=1", *COMMON, "name=killed"]
     run_dir = work / "runs" / "detect" / "killed"
-    proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while not (run_dir / "weights" / "step_1.pt").is_file() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    log = work / "killed.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 600
+            while not (run_dir / "weights" / "step_1.pt").is_file() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert proc.poll() is None, f"the run ended before it could be interrupted:\n{log.read_text()[-3000:]}"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
     run_yolo("prune", f"resume={run_dir}", cwd=work)
     report = json.loads((run_dir / "prune_report.json").read_text())
     assert [row["step"] for row in report["steps"]] == [1, 2]
