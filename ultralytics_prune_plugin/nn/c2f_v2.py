@@ -147,7 +147,8 @@ def copy_routing_attributes(source: nn.Module, target: nn.Module) -> None:
 def replace_c2f_with_c2f_v2(model: nn.Module) -> int:
     """Swap every ``C2f`` inside ``model`` (recursively) for an equivalent ``C2f_v2``, in place.
 
-    Only exact ``C2f`` instances are swapped (not subclasses, whose ``forward`` may differ). ``C2f_v2`` blocks are
+    ``C2f`` and its subclasses that keep ``C2f.forward`` (such as YOLO11's ``C3k2``, whose inner blocks differ but are
+    reused as they are) are swapped; subclasses with a ``forward`` of their own are left alone. ``C2f_v2`` blocks are
     left alone, so calling this again is a no-op. ``model`` itself is never replaced, only its descendants.
 
     Args:
@@ -158,7 +159,7 @@ def replace_c2f_with_c2f_v2(model: nn.Module) -> int:
     """
     replaced = 0
     for name, child in model.named_children():
-        if type(child) is C2f:
+        if isinstance(child, C2f) and type(child).forward is C2f.forward:
             setattr(model, name, C2f_v2.from_c2f(child))
             replaced += 1
         else:
