@@ -43,17 +43,17 @@ $(VENV)/.installed: $(SOURCES)
 demo: install
 	$(BIN)/python -m ultralytics_prune_plugin.demo
 
-# Each series keeps its Ultralytics settings file apart (the series rewrite each other's).
 test: test-8.1 test-latest test-8.2 test-8.3
 
 test-8.1: .venv-8.1/.installed
-	cd tests && YOLO_CONFIG_DIR=$(CURDIR)/.venv-8.1/config ../.venv-8.1/bin/python $(PYTEST) .
+	cd tests && ../.venv-8.1/bin/python $(PYTEST) .
 
-test-latest: install
-	cd tests && YOLO_CONFIG_DIR=$(CURDIR)/$(VENV)/config ../$(BIN)/python $(PYTEST) $(notdir $(LATEST_TESTS))
+test-latest: install .venv-8.3/.installed
+	cd tests && CROSS_SERIES_YOLO=$(CURDIR)/.venv-8.3/bin/yolo ../$(BIN)/python $(PYTEST) $(notdir $(LATEST_TESTS)) \
+		test_cross_series.py
 
 test-8.2 test-8.3: test-%: .venv-%/.installed
-	cd tests && YOLO_CONFIG_DIR=$(CURDIR)/.venv-$*/config ../.venv-$*/bin/python $(PYTEST) test_series_flows.py \
+	cd tests && ../.venv-$*/bin/python $(PYTEST) test_series_flows.py \
 		-k "yolov8 or supported"
 
 bench: install

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -22,6 +23,17 @@ YOLO = shutil.which("yolo", path=os.path.dirname(sys.executable)) or shutil.whic
 # process (in-process tests) and passed to every child; users' own runs keep their settings.
 OFFLINE = {"YOLO_OFFLINE": "True"}
 os.environ.update(OFFLINE)
+# Ultralytics settings of the suite's own, so that the series tested one after another (each rewrites the file in its
+# own schema) and the user's settings never meet. Runs go to 'runs/' under each command's working folder: a fresh
+# settings file would otherwise point runs_dir at the git checkout that holds the virtual environment.
+os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="prune-plugin-tests-yolo-config-")
+
+
+def pytest_configure(config):
+    """Write the suite's Ultralytics settings before any test imports a model."""
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({"runs_dir": "runs", "weights_dir": "weights"})
 
 
 def subprocess_env(extra=None):

@@ -136,7 +136,8 @@ def test_untested_ultralytics_version_changes_nothing():
     from ultralytics_prune_plugin.adapters import adapter_for
 
     assert adapter_for(ultralytics.__version__) is not None
-    assert adapter_for("8.2.0") is None and adapter_for("8.0.200") is None
+    assert all(adapter_for(v) is not None for v in ("8.1.0", "8.2.103", "8.3.253", "8.4.190"))
+    assert adapter_for("8.5.0") is None and adapter_for("8.0.200") is None and adapter_for("9.0.0") is None
 
 
 def test_fork_patch_applies_to_installed_ultralytics(tmp_path):
