@@ -39,3 +39,18 @@ def after_cfg_print(extra: Callable[[str], None]) -> None:
         extra(yaml_file)
 
     cfg.yaml_print = yaml_print
+
+
+def apply_fixes() -> None:
+    """The compatibility fixes 8.1 and 8.2 need on today's stack (see :mod:`.compat`; each checks its condition)."""
+    import ultralytics.engine.exporter
+    import ultralytics.engine.tuner
+    import ultralytics.nn.tasks
+    import ultralytics.utils.metrics
+    import ultralytics.utils.torch_utils
+
+    from ultralytics_prune_plugin.adapters import compat
+
+    compat.fix_torch_load((ultralytics.nn.tasks, ultralytics.utils.torch_utils, ultralytics.engine.tuner))
+    compat.fix_numpy_trapz(ultralytics.utils.metrics)
+    compat.fix_onnx_export(ultralytics.engine.exporter)

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import sys
 
-from ultralytics_prune_plugin.adapters._legacy_internals import after_cfg_print, load_weights, load_yaml, unwrap_model
+from ultralytics_prune_plugin.adapters._legacy_internals import (
+    after_cfg_print,
+    apply_fixes,
+    load_weights,
+    load_yaml,
+    unwrap_model,
+)
 
 SERIES = "8.2"
 
@@ -29,15 +35,7 @@ def supports(version: str) -> bool:
 
 def apply() -> None:
     """Apply the compatibility fixes, then register the plugin. Called once per process by ``activate()``."""
-    import ultralytics.engine.exporter
-    import ultralytics.engine.tuner
-    import ultralytics.nn.tasks
-    import ultralytics.utils.metrics
-    import ultralytics.utils.torch_utils
+    from ultralytics_prune_plugin.adapters import common
 
-    from ultralytics_prune_plugin.adapters import common, compat
-
-    compat.fix_torch_load((ultralytics.nn.tasks, ultralytics.utils.torch_utils, ultralytics.engine.tuner))
-    compat.fix_numpy_trapz(ultralytics.utils.metrics)
-    compat.fix_onnx_export(ultralytics.engine.exporter)
+    apply_fixes()
     common.register(sys.modules[__name__])
