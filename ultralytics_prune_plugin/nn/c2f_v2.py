@@ -168,6 +168,7 @@ def copy_conv_output_rows(conv: Conv, start: int, stop: int) -> Conv:
     """Return a deep copy of an Ultralytics ``Conv`` that keeps only output channels ``start:stop``.
 
     Every hyperparameter comes from the copy (BatchNorm ``eps``/``momentum``, activation, a fused ``forward``).
+    The activation module itself is shared, not copied (see :func:`_copy_sharing_activation`).
     The convolution weight/bias rows and the BatchNorm weight, bias, running mean and running variance are sliced;
     ``num_batches_tracked`` is kept as is.
 
@@ -179,7 +180,7 @@ def copy_conv_output_rows(conv: Conv, start: int, stop: int) -> Conv:
     Returns:
         The cut copy; ``conv`` itself is untouched.
     """
-    part = copy.deepcopy(conv)
+    part = _copy_sharing_activation(conv)
     rows = slice(start, stop)
     _keep_rows(part.conv, ("weight", "bias"), rows)
     part.conv.out_channels = stop - start
@@ -188,6 +189,16 @@ def copy_conv_output_rows(conv: Conv, start: int, stop: int) -> Conv:
         _keep_rows(bn, ("weight", "bias", "running_mean", "running_var"), rows)
         bn.num_features = stop - start
     return part
+
+
+def _copy_sharing_activation(conv: Conv) -> Conv:
+    """Deep-copy ``conv`` but keep its very ``act`` module.
+
+    Ultralytics' ``Conv`` uses one class-level ``SiLU`` instance (``Conv.default_act``) for every layer; sharing it
+    keeps the module tree of a restored model identical to the original one (activations hold no state).
+    """
+    act = getattr(conv, "act", None)
+    return copy.deepcopy(conv, memo={id(act): act} if act is not None else None)
 
 
 def _keep_rows(module: nn.Module, names: tuple, rows: slice) -> None:
@@ -226,8 +237,8 @@ def concat_conv_output_rows(first: Conv, second: Conv) -> Conv:
     """Return a deep copy of ``first`` whose output channels are ``first``'s followed by ``second``'s.
 
     The inverse of two :func:`copy_conv_output_rows` calls: convolution weight/bias rows and BatchNorm weight, bias,
-    running mean and running variance are concatenated; hyperparameters, ``num_batches_tracked`` and
-    ``requires_grad`` flags come from ``first``.
+    running mean and running variance are concatenated; hyperparameters, the (shared) activation,
+    ``num_batches_tracked`` and ``requires_grad`` flags come from ``first``.
 
     Args:
         first: An Ultralytics ``Conv`` (fused or not).
@@ -236,7 +247,7 @@ def concat_conv_output_rows(first: Conv, second: Conv) -> Conv:
     Returns:
         The merged copy; the inputs are untouched.
     """
-    merged = copy.deepcopy(first)
+    merged = _copy_sharing_activation(first)
     _concat_rows(merged.conv, second.conv, ("weight", "bias"))
     merged.conv.out_channels = first.conv.out_channels + second.conv.out_channels
     bn = getattr(merged, "bn", None)
