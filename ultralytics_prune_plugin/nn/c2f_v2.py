@@ -88,7 +88,7 @@ class C2f_v2(nn.Module):  # noqa: N801 - the name is the one used by the Torch-P
 
     @classmethod
     def from_c2f(cls, c2f: C2f) -> "C2f_v2":
-        """Build a ``C2f_v2`` that computes exactly what ``c2f`` (a ``C2f`` or an unsplittable subclass) computes.
+        """Build a ``C2f_v2`` that computes exactly what ``c2f`` (a ``C2f`` or a subclass keeping its forward) does.
 
         ``cv0`` and ``cv1`` are copies of ``c2f.cv1`` (same kernel, stride, padding, BatchNorm ``eps`` and
         ``momentum``, activation, ``requires_grad`` flags) cut to the first and second half of its output rows.
