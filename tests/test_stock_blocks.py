@@ -133,7 +133,8 @@ def test_unsplit_and_restore_are_exact(yaml, n_blocks, inner):
     assert restored.keys() == state.keys() and all(torch.equal(restored[k], v) for k, v in state.items())
     assert torch.equal(outputs(model, x), reference)
     block = model.model[2]
-    assert (block.i, block.f, block.type, block.c) == (2, -1, f"ultralytics.nn.modules.block.{type(block).__name__}", 16)
+    stock_type = f"ultralytics.nn.modules.block.{type(block).__name__}"
+    assert (block.i, block.f, block.type, block.c) == (2, -1, stock_type, 16)
 
 
 def test_subclasses_overriding_forward_are_left_alone_and_listed():

@@ -166,8 +166,8 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
 
     Returns:
         ``macs_before``/``macs_after``, ``params_before``/``params_after`` (at ``imgsz``), ``channels_before``/
-        ``channels_after`` (:func:`channel_counts`, both of the unsplit model), ``prune_seconds`` (pruner build + step), ``ratio``, ``round_to``
-        and ``imgsz``.
+        ``channels_after`` (:func:`channel_counts`, both of the unsplit model), ``prune_seconds`` (pruner build +
+        step), ``ratio``, ``round_to`` and ``imgsz``.
 
     Raises:
         ValueError: If ``ratio`` is outside ``[0, 1)``, ``round_to`` is below 1, or there is no ``Detect`` head.
