@@ -86,7 +86,7 @@ def test_ratio_reaches_requested_rate_on_channel_counts(two_step_run):
         f"base = YOLO(r'{two_step_run['dir'] / 'weights' / 'baseline.pt'}').model\n"
         f"pruned = YOLO(r'{two_step_run['dir'] / 'weights' / 'pruned.pt'}').model\n"
         "from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2\n"
-        "replace_c2f_with_c2f_v2(base)\n"
+        "replace_c2f_with_c2f_v2(base); replace_c2f_with_c2f_v2(pruned)  # compare the halves one by one\n"
         "b = dict((n, c.out_channels) for n, c in prunable_convs(base))\n"
         "p = dict((n, c.out_channels) for n, c in prunable_convs(pruned))\n"
         "print(json.dumps([p[n] / b[n] for n in b]))\n"

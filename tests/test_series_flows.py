@@ -4,6 +4,7 @@
 YOLO11 from 8.3 on, YOLO26 from 8.4 on. Each family is trained briefly from its yaml on generated data by the real
 ``yolo detect train``, then, through the real CLI: sparse training, DepGraph pruning with a fine-tune, a fine-tune
 of the pruned model that keeps its structure, val, ONNX export, slim pruning, and an interrupted prune run resumed.
+Every checkpoint a prune run writes holds only stock Ultralytics classes (see ``test_stock_blocks.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import signal
 import subprocess
 import time
+import zipfile
 
 import pytest
 import torch
@@ -62,6 +64,12 @@ def _params(checkpoint) -> int:
     return int(run_python(code, cwd=checkpoint.parent).stdout.strip().splitlines()[-1])
 
 
+def _pickle_bytes(checkpoint) -> bytes:
+    """The pickle inside a torch checkpoint (which names every class it needs)."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        return archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+
+
 def test_sparse_training(family):
     run_yolo("sparse", f"model={family['best']}", f"data={family['data']}", "epochs=1", *COMMON, "name=sparse",
              cwd=family["work"])
@@ -78,6 +86,8 @@ def test_depgraph_prune_finetune_val_export(family):
     assert report["final"]["macs"] < 0.6 * report["baseline"]["macs"]  # rate 0.5 removes well over 40 % of MACs
     assert report["onnx"]["onnx_agrees"] is True
     pruned = run_dir / "weights" / "pruned.pt"
+    for checkpoint in (pruned, run_dir / "weights" / "step_1.pt", run_dir / "step_1" / "weights" / "best.pt"):
+        assert b"ultralytics_prune_plugin" not in _pickle_bytes(checkpoint), f"{checkpoint} needs the plugin to load"
     n_pruned = _params(pruned)
     assert n_pruned == report["final"]["params"]
 

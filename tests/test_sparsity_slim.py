@@ -328,10 +328,10 @@ def test_slim_prune_half_reduces_macs_and_keeps_the_head(sparse_like_model):
     heads = _head_output_widths(model)
     result = slim_prune(model, 0.5, min_channels=8, imgsz=64, verbose=False)
     assert result.macs_after < 0.8 * result.macs_before and result.params_after < result.params_before
-    assert not result.clamped and result.applied_rate == pytest.approx(0.5, abs=0.01)
+    assert not result.clamped and 0.45 <= result.applied_rate <= 0.5  # equal halves give some channels back
     assert 0.0 < result.threshold < 1.0
     assert all(row.after >= min(8, row.before) for row in result.layers)
-    assert any(isinstance(m, C2f_v2) for m in model.modules())
+    assert not any(isinstance(m, C2f_v2) for m in model.modules())  # stock C2f blocks again
     assert _head_output_widths(model) == heads
     x = torch.rand(1, 3, 64, 64)
     model.eval()

@@ -2,8 +2,9 @@
 
 A pruned checkpoint has the same keys as the ``best.pt`` Ultralytics writes (``model`` in half precision, ``train_args``
 and so on), plus ``prune_plugin`` with what was done. It therefore loads with ``YOLO('pruned.pt')`` and keeps working
-with ``yolo train/val/predict/export``. Its classes (such as ``C2f_v2``) are pickled by module path, so loading it
-needs this package installed, nothing else.
+with ``yolo train/val/predict/export``. The pruners hand back models built only of Ultralytics and torch classes
+(unsplit ``C2f_v2`` blocks are turned back into ``C2f``/``C3k2``/...), so such a checkpoint loads with plain
+Ultralytics, without this plugin. Checkpoints from earlier plugin versions pickled ``C2f_v2`` and need the plugin.
 """
 
 from __future__ import annotations

@@ -363,11 +363,10 @@ class PruneRun:
     def _clamped_layers(self, model: nn.Module) -> int:
         """Count prunable convolutions whose ideal width rounds to nothing and that keep the minimum width instead."""
         from ultralytics_prune_plugin.pruning.depgraph import IDEAL_WIDTHS_ATTRIBUTE
-        from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
         unit = self.args.round_to or 1
-        ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}
-        return sum(1 for name, _ in prunable_convs(model) if name in ideal and ideal[name] < unit / 2)
+        ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}  # keyed by the unsplit names: count them all
+        return sum(1 for width in ideal.values() if width < unit / 2)
 
     def _run_slim(self, model: nn.Module) -> None:
         """Network Slimming: one global BatchNorm-γ threshold, then fine-tuning."""

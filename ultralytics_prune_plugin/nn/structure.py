@@ -28,7 +28,11 @@ def restructure_info(model: nn.Module) -> Optional[Dict[str, Any]]:
 
 
 def is_restructured(model: nn.Module) -> bool:
-    """Return True when ``model`` cannot be rebuilt from its yaml: it is marked, or holds C2f_v2 blocks."""
+    """Return True when ``model`` cannot be rebuilt from its yaml: it carries the prune mark.
+
+    Pruned models hold only stock blocks (the pruners restore them), so the mark is the one sign of pruning. A
+    ``C2f_v2`` block still counts, for models pickled by plugin versions that kept them and did not mark.
+    """
     from ultralytics_prune_plugin.nn.c2f_v2 import C2f_v2
 
     return restructure_info(model) is not None or any(isinstance(m, C2f_v2) for m in model.modules())

@@ -23,6 +23,14 @@ Decisions, checked against the installed Torch-Pruning 1.6 and Ultralytics 8.1.4
   (attribute ``pruning_ideal_widths``, pickled with it), shrinks it by ``1 - ratio`` each step, rounds it to the
   nearest multiple of ``round_to`` (at least one multiple, never above the current width) and hands the pruner one
   exact ratio per convolution. After ``k`` steps every prunable group keeps ``round(width * (1 - rate))`` channels.
+* Stock blocks in, stock blocks out: :func:`prepare_for_pruning` unsplits every chunk-split block (``C2f``,
+  ``C3k2``, ...) into a ``C2f_v2``; at the end :func:`prune_once` merges them back
+  (:func:`~ultralytics_prune_plugin.nn.c2f_v2.restore_stock_blocks`), so a pruned model holds only Ultralytics and
+  torch classes and its checkpoint loads without this plugin. The uniform per-group ratio keeps both halves of a
+  block at the same width, which the merge requires. The ideal widths are keyed by the *unsplit* names
+  (``model.2.cv0.conv``, ``model.2.cv1.conv`` = first and second half): the unsplit form is rebuilt identically at
+  every step, so these names stay valid across the round trip (in the stock form ``model.2.cv1.conv`` is the
+  merged convolution; read the dict on an unsplit model).
 * Detect caches: ``Detect`` rebuilds ``anchors``/``strides`` whenever the feature-map shape it last saw changes;
   pruning never changes the head's output width or the spatial sizes, so the caches stay valid. ``model.criterion``
   (the cached ``v8DetectionLoss``) is deleted so that the loss path rebuilds it lazily on the right device.
@@ -38,8 +46,8 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from ultralytics_prune_plugin.nn.c2f_v2 import replace_c2f_with_c2f_v2
-from ultralytics_prune_plugin.nn.structure import forget_cached_state
+from ultralytics_prune_plugin.nn.c2f_v2 import restore_stock_blocks, unsplit_blocks
+from ultralytics_prune_plugin.nn.structure import forget_cached_state, mark_restructured
 from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params, dummy_input
 from ultralytics_prune_plugin.pruning.policy import (
     heads,
@@ -58,7 +66,7 @@ def prepare_for_pruning(model: nn.Module) -> nn.Module:
     * float32 (checkpoints are saved in half precision);
     * ``requires_grad=True`` on every parameter: DepGraph traces through autograd, and loaded checkpoints have it off
       (the DFL convolution is frozen again by the Ultralytics trainer, which always freezes ``.dfl``);
-    * every ``C2f`` swapped for an equivalent ``C2f_v2`` (idempotent);
+    * every chunk-split block (``C2f``, ``C3k2``, ...) swapped for an equivalent ``C2f_v2`` (idempotent);
     * the cached ``criterion`` deleted (it survives pickling and would stay on the wrong device).
 
     The training/eval mode is left unchanged (see the module docstring).
@@ -72,7 +80,7 @@ def prepare_for_pruning(model: nn.Module) -> nn.Module:
     model.float()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    replace_c2f_with_c2f_v2(model)
+    unsplit_blocks(model)
     forget_cached_state(model)
     return model
 
@@ -150,8 +158,10 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
     """Prune ``ratio`` of the channels of every prunable group of ``model`` once, in place.
 
     Prepares the model (idempotent), plans every prunable convolution's width from its tracked ideal width (see the
-    module docstring), builds a new pruner, steps it, restores the training flags and clears the cached criterion.
-    The ``Detect`` heads keep their output widths; their first convolutions lose input channels with the neck.
+    module docstring), builds a new pruner, steps it, restores the training flags, clears the cached criterion,
+    turns the unsplit blocks back into stock blocks and marks the model as restructured
+    (:func:`~ultralytics_prune_plugin.nn.structure.mark_restructured`). The ``Detect`` heads keep their output
+    widths; their first convolutions lose input channels with the neck.
 
     Args:
         model: An Ultralytics ``DetectionModel``.
@@ -161,12 +171,13 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
 
     Returns:
         ``macs_before``/``macs_after``, ``params_before``/``params_after`` (at ``imgsz``), ``channels_before``/
-        ``channels_after`` (:func:`channel_counts`), ``prune_seconds`` (pruner build + step), ``ratio``, ``round_to``
-        and ``imgsz``.
+        ``channels_after`` (:func:`channel_counts`, both of the unsplit model), ``prune_seconds`` (pruner build +
+        step), ``ratio``, ``round_to`` and ``imgsz``.
 
     Raises:
         ValueError: If ``ratio`` is outside ``[0, 1)``, ``round_to`` is below 1, or there is no ``Detect`` head.
         RuntimeError: If a ``Detect`` head's output widths changed (never expected).
+        ValueError: If a block's halves ended with different widths (never expected; nothing is restored then).
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
@@ -192,6 +203,8 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
     channels_after = channel_counts(model)
     _check_head_outputs_unchanged(model, channels_before, channels_after)
     macs_after, params_after = count_macs_params(model, imgsz)
+    restore_stock_blocks(model)
+    mark_restructured(model, method="depgraph")
     return {
         "ratio": ratio,
         "round_to": round_to,
@@ -211,7 +224,8 @@ def plan_widths(
 ) -> Tuple[Dict[str, float], Dict[nn.Module, float]]:
     """Plan the kept width of every prunable convolution for one step.
 
-    Each convolution's ideal width (stored on the model by earlier steps, else its current width) is multiplied by
+    Each convolution's ideal width (stored on the model by earlier steps under its unsplit name, else its current
+    width) is multiplied by
     ``1 - ratio``; the kept width is that ideal rounded by :func:`target_width`. Convolutions coupled in one group have
     the same current and ideal widths, hence the same ratio, so it does not matter which of them Torch-Pruning reads.
 

@@ -30,20 +30,32 @@ Decisions:
   when many |γ| are equal.
 * **round_to**: the kept width of each group is rounded *up* to a multiple of ``round_to`` (capped at its width),
   by keeping the largest-|γ| channels among those below the threshold; the applied rate drops accordingly.
-* ``applied_rate`` is measured on the pruned model: removed prunable BatchNorm channels over all of them.
+* **Equal halves**: the two halves of an unsplit block (``C2f_v2.cv0`` and ``cv1``, see
+  :mod:`ultralytics_prune_plugin.nn.c2f_v2`) are separate groups, and one threshold generally keeps a different number
+  of channels in each. A stock block splits one convolution with ``chunk(2)``, so it needs equal halves; with
+  ``equal_halves=True`` (the default) each half therefore keeps ``max(kept_first, kept_second)`` channels: the
+  narrower half takes back its highest-importance removed channels. That costs the MACs that zero-padding the narrower
+  half would cost, but keeps real weights. Afterwards every ``C2f_v2`` is turned back into its stock block, so the
+  pruned model holds only Ultralytics and torch classes. ``equal_halves=False`` keeps the unconstrained selection
+  and leaves the ``C2f_v2`` blocks in place (a checkpoint of that model needs this plugin); it exists to measure the
+  constraint's cost.
+* ``applied_rate`` is measured on the pruned model: removed prunable BatchNorm channels over all of them, so it
+  includes what ``round_to`` and the equal-halves constraint gave back.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 from ultralytics.utils import LOGGER
 
+from ultralytics_prune_plugin.nn.c2f_v2 import C2f_v2, restore_stock_blocks
+from ultralytics_prune_plugin.nn.structure import mark_restructured
 from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params
 from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, trace_inputs
 from ultralytics_prune_plugin.pruning.policy import ignored_module_ids, opaque_for_tracing, prunable_batchnorms
@@ -124,12 +136,14 @@ class _Group:
         members: Number of prunable BatchNorms in the group.
         scores: Importance per root channel: max |γ| over the coupled prunable BatchNorms.
         min_keep: Channels the group must keep.
+        member_ids: ``id`` of each prunable BatchNorm in the group (to find the halves of an unsplit block).
     """
 
     root: nn.BatchNorm2d
     members: int
     scores: torch.Tensor
     min_keep: int
+    member_ids: FrozenSet[int] = frozenset()
 
     @property
     def width(self) -> int:
@@ -272,7 +286,8 @@ def coupled_groups(
         if not _group_is_safe(graph, group, protected):
             LOGGER.warning(f"WARNING ⚠️ slim pruning: '{name}' is coupled to a Detect head output; left unpruned")
             continue
-        groups.append(_Group(bn, len(members), scores, _min_keep(bn.num_features, min_channels, round_to)))
+        keep = _min_keep(bn.num_features, min_channels, round_to)
+        groups.append(_Group(bn, len(members), scores, keep, frozenset(id(m) for m in members)))
     return groups
 
 
@@ -322,6 +337,50 @@ def round_kept(group: _Group, removed: torch.Tensor, round_to: Optional[int]) ->
     return torch.sort(removed[order[give_back:]]).values
 
 
+def equalize_halves(model: nn.Module, groups: List[_Group], removed: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Make both halves of every unsplit block keep the same number of channels, the larger of the two.
+
+    For each ``C2f_v2`` the groups holding ``cv0``'s and ``cv1``'s BatchNorms are found; the half that keeps fewer
+    channels gets back its highest-importance removed channels until it keeps as many as the other. A half whose
+    BatchNorm is in no group keeps all its channels. Since a group can in principle hold a half of two blocks, this
+    repeats until nothing changes (widths only grow, so it ends).
+
+    Args:
+        model: The prepared detector (its blocks unsplit).
+        groups: The coupled groups of :func:`coupled_groups`.
+        removed: Per group, the root indices about to be removed.
+
+    Returns:
+        The new per-group removed indices (sorted); the input list is not modified.
+    """
+    removed = list(removed)
+    where = {member: i for i, group in enumerate(groups) for member in group.member_ids}
+
+    def kept(bn: Optional[nn.BatchNorm2d]) -> int:
+        i = where.get(id(bn))
+        return bn.num_features if i is None else groups[i].width - removed[i].numel()
+
+    halves = [
+        (block.cv0.bn, block.cv1.bn)
+        for block in model.modules()
+        if isinstance(block, C2f_v2) and getattr(block.cv0, "bn", None) is not None and hasattr(block.cv1, "bn")
+    ]
+    changed = True
+    while changed:
+        changed = False
+        for pair in halves:
+            target = max(kept(bn) for bn in pair)
+            for bn in pair:
+                i = where.get(id(bn))
+                if i is None or kept(bn) >= target:
+                    continue
+                give_back = target - kept(bn)
+                order = torch.argsort(groups[i].scores[removed[i]], descending=True, stable=True)
+                removed[i] = torch.sort(removed[i][order[give_back:]]).values
+                changed = True
+    return removed
+
+
 # Pruning --------------------------------------------------------------------------------------------------------------
 def _prune_group(graph: tp.DependencyGraph, group: _Group, idxs: torch.Tensor) -> None:
     """Remove root channels ``idxs`` of ``group`` and every coupled channel, through DepGraph."""
@@ -359,12 +418,15 @@ def slim_prune(
     round_to: Optional[int] = None,
     verbose: bool = True,
     train_args: Optional[Dict[str, Any]] = None,
+    equal_halves: bool = True,
 ) -> SlimResult:
     """Prune ``model`` in place by Network Slimming: one global |γ| threshold over the prunable BatchNorms.
 
-    See the module docstring for how coupled BatchNorms, the threshold, ``min_channels`` and ``round_to`` work. The
-    model is first prepared with :func:`~ultralytics_prune_plugin.pruning.depgraph.prepare_for_pruning` (float32,
-    ``C2f`` → ``C2f_v2``, gradients on, cached criterion dropped); its training/eval mode is kept.
+    See the module docstring for how coupled BatchNorms, the threshold, ``min_channels``, ``round_to`` and the
+    equal halves work. The model is first prepared with
+    :func:`~ultralytics_prune_plugin.pruning.depgraph.prepare_for_pruning` (float32, chunk-split blocks → ``C2f_v2``,
+    gradients on, cached criterion dropped); its training/eval mode is kept. At the end the blocks are turned back
+    into stock blocks and the model is marked as restructured.
 
     Args:
         model: An Ultralytics ``DetectionModel`` (for a ``YOLO`` object pass ``yolo.model``), ideally sparse-trained.
@@ -374,9 +436,11 @@ def slim_prune(
         round_to: Optional multiple that kept widths are rounded up to.
         verbose: Log the sparsity warning, the per-layer table and the summary.
         train_args: The model checkpoint's training arguments, if known, for the sparsity warning's wording.
+        equal_halves: Keep both halves of each unsplit block equally wide and restore the stock blocks. False leaves
+            ``C2f_v2`` blocks with unequal halves in the model (only to measure what the constraint costs).
 
     Returns:
-        A :class:`SlimResult`.
+        A :class:`SlimResult`; its layer names are those of the unsplit model (``model.2.cv0``, ``model.2.cv1``).
 
     Raises:
         ValueError: If ``rate`` or ``min_channels`` is out of range.
@@ -396,8 +460,11 @@ def slim_prune(
     graph = build_dependency_graph(model)
     groups = coupled_groups(model, graph, min_channels, round_to)
     removed, threshold, max_rate, clamped = select_channels(groups, rate)
+    removed = [round_kept(group, idxs, round_to) for group, idxs in zip(groups, removed)]
+    if equal_halves:
+        removed = equalize_halves(model, groups, removed)
     for group, idxs in zip(groups, removed):
-        _prune_group(graph, group, round_kept(group, idxs, round_to))
+        _prune_group(graph, group, idxs)
     vars(model).pop("criterion", None)
 
     if _head_widths(model) != heads_before:
@@ -418,6 +485,9 @@ def slim_prune(
         params_after=params_after,
         imgsz=imgsz,
     )
+    if equal_halves:
+        restore_stock_blocks(model)
+    mark_restructured(model, method="slim")
     if verbose:
         LOGGER.info(result.table())
     return result
