@@ -146,8 +146,8 @@ def test_default_fine_tune_length_is_a_share_of_the_input_training(trained):
     from ultralytics_prune_plugin.engine.prune_run import PruneRun
 
     default = PruneRun(YOLO(str(trained["best"])), {"rate": 0.5, "iterative_steps": 2})
-    assert default.args.epochs == 2 and "30%" in default.epochs_note  # 3 epochs over 2 steps, rounded
+    assert default.args.epochs == 2 and "30%" in default.config.epochs_note  # 3 epochs over 2 steps, rounded
     slim = PruneRun(YOLO(str(trained["best"])), {"method": "slim"})
     assert slim.args.epochs == 3
     seed = PruneRun(YOLO(str(trained["best"])), {"iterative_steps": 16, "epochs": 30})
-    assert seed.args.epochs == 30 and seed.epochs_note is None
+    assert seed.args.epochs == 30 and seed.config.epochs_note is None

@@ -1,0 +1,113 @@
+"""What a prune run measures and trains: MACs, params and the task's metric of a model, and each step's fine-tune.
+
+Everything goes through Ultralytics' own parts: the task's validator (on a deep copy, because validation fuses
+Conv+BN in place) and the plugin's prune-aware trainer of the task (an ordinary Ultralytics training run in
+``step_k/``, which keeps the pruned network instead of rebuilding it from yaml).
+"""
+
+from __future__ import annotations
+
+import time
+from copy import deepcopy
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from torch import nn
+from ultralytics.utils import DEFAULT_CFG
+
+from ultralytics_prune_plugin.config import plugin_keys
+from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
+from ultralytics_prune_plugin.engine.run_config import RunConfig
+
+# The validator's metric keys behind the report's mAP50 and mAP50-95, per task.
+TASK_METRICS = {"detect": ("metrics/mAP50(B)", "metrics/mAP50-95(B)")}
+# Keys that describe the prune run itself and are not passed on to the fine-tunes.
+RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
+
+
+class Evaluator:
+    """Measures models and fine-tunes them for one prune run.
+
+    Args:
+        config: The run's resolved arguments.
+        validator_class: Ultralytics' validator class of the task (from the model's ``task_map``).
+        save_dir: The run folder; validations go to ``val/<name>``, fine-tunes to ``step_k/``.
+    """
+
+    def __init__(self, config: RunConfig, validator_class: type, save_dir: Path):
+        self.config = config
+        self.args = config.args
+        self.validator_class = validator_class
+        self.save_dir = Path(save_dir)
+        self.baseline_channels: Optional[int] = None  # prunable output channels of the first model measured
+        self.last_macs = 0.0  # MACs of the model measured last
+
+    def measure(self, model: nn.Module, name: str, weights: Optional[Path] = None) -> Dict[str, Any]:
+        """MACs, params, fraction of prunable channels kept and (with data) the task's metric of ``model``."""
+        from ultralytics_prune_plugin.pruning.counting import count_macs_params
+        from ultralytics_prune_plugin.pruning.policy import prunable_convs
+
+        macs, params = count_macs_params(model, self.args.imgsz)
+        channels = sum(conv.out_channels for _, conv in prunable_convs(model))
+        if self.baseline_channels is None:
+            self.baseline_channels = channels
+        self.last_macs = macs
+        record = {"macs": macs, "params": params, "channels_kept": channels / self.baseline_channels}
+        if weights is not None:
+            record["weights"] = str(weights)
+        record.update(self.validate(model, name))
+        return record
+
+    def validate(self, model: nn.Module, name: str, batch: Optional[int] = None, rect: bool = True) -> Dict[str, Any]:
+        """Validate a deep copy of ``model`` on the run's data; ``{}`` when the run has no data."""
+        if self.config.data is None:
+            return {}
+        args = {
+            "task": self.config.task,
+            "mode": "val",
+            "data": self.args.data,
+            "imgsz": self.args.imgsz,
+            "batch": batch or self.args.batch,
+            "device": self.args.device,
+            "workers": self.args.workers,
+            "split": self.args.split,
+            "conf": self.args.conf,
+            "iou": self.args.iou,
+            "rect": rect,
+            "plots": False,
+            "verbose": False,
+        }
+        if "half" in vars(DEFAULT_CFG):  # a key of 8.1-8.3 only
+            args["half"] = self.args.half
+        validator = self.validator_class(args=args, save_dir=self.save_dir / "val" / name)
+        stats = validator(model=deepcopy(model).float().eval())
+        map50_key, map50_95_key = TASK_METRICS[self.config.task]
+        return {"map50": float(stats[map50_key]), "map50_95": float(stats[map50_95_key])}
+
+    def fine_tune(self, model: nn.Module, k: int, weights_dir: Path) -> Tuple[nn.Module, float]:
+        """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return its best model and the
+        seconds it took. It starts from ``weights/step_k_pruned.pt``, so a fresh process (multi-GPU) rebuilds the
+        same pruned model from that file."""
+        from ultralytics_prune_plugin.engine.trainer import prune_aware_trainers
+
+        start_weights = weights_dir / f"step_{k}_pruned.pt"
+        save_checkpoint(model, start_weights, self.config.train_args(), {"stage": f"step {k} before fine-tune"})
+        overrides = {
+            **{key: v for key, v in self.config.user_overrides.items() if key not in RUN_ONLY_KEYS},
+            "task": self.config.task,
+            "mode": "train",
+            "model": str(start_weights),
+            "data": self.args.data,
+            "epochs": self.args.epochs,
+            "imgsz": self.args.imgsz,
+            "project": str(self.save_dir),
+            "name": f"step_{k}",
+            "exist_ok": True,  # step_k/ belongs to this run
+            "sparse": False,
+        }
+        started = time.time()
+        trainer = prune_aware_trainers()[self.config.task](overrides=overrides)
+        trainer.train()
+        seconds = time.time() - started
+        best = trainer.best if trainer.best.exists() else trainer.last
+        return load_model(best), seconds

@@ -1,0 +1,136 @@
+"""The pruning methods of ``yolo prune``, one strategy each: how a run removes channels, step by step.
+
+A method prunes the model in place and hands every pruned model to ``run.after_prune(model, k, extra)``, which
+validates, fine-tunes, records the step and says whether to stop (mAP budget, ``target_macs``). Adding a method
+means adding a class here and naming it in :data:`METHODS` (and in ``config.METHODS``).
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import TYPE_CHECKING
+
+from torch import nn
+from ultralytics.utils import DEFAULT_CFG, LOGGER
+
+from ultralytics_prune_plugin.engine.run_config import PREFIX
+from ultralytics_prune_plugin.report.files import write_csv_atomic
+
+if TYPE_CHECKING:
+    from ultralytics_prune_plugin.engine.prune_run import PruneRun
+
+
+class DepGraphMethod:
+    """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``.
+
+    A resumed run starts at ``first_step`` with the same per-step ratio; the model carries its ideal widths
+    (``pruning_ideal_widths``), so it ends with the same channel counts as an uninterrupted run.
+    """
+
+    name = "depgraph"
+
+    def run(self, run: "PruneRun", model: nn.Module, first_step: int) -> None:
+        """Prune ``model`` step by step from ``first_step`` until the last step or a stop."""
+        from ultralytics_prune_plugin.pruning.depgraph import prune_once, step_ratio
+
+        args = run.config.args
+        steps = args.iterative_steps
+        ratio = step_ratio(args.rate, steps)
+        for k in range(first_step, steps + 1):
+            LOGGER.info(
+                f"\n{PREFIX}step {k}/{steps}: pruning {ratio:.1%} of the channels of each prunable group "
+                f"(MACs now {run.evaluator.last_macs / 1e9:.3f} G)"
+            )
+            prune_once(model, args.imgsz, ratio, round_to=args.round_to)
+            extra = {"step_ratio": ratio}
+            clamped = self.clamped_layers(model, args.round_to)
+            if clamped:
+                extra["clamped_layers"] = clamped
+                LOGGER.warning(
+                    f"{PREFIX}WARNING ⚠️ rate={args.rate} would leave {clamped} layers without channels; each "
+                    f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
+                )
+            model, stop = run.after_prune(model, k, extra)
+            if stop:
+                break
+
+    @staticmethod
+    def clamped_layers(model: nn.Module, round_to) -> int:
+        """Count prunable convolutions whose ideal width rounds to nothing and that keep the minimum width instead."""
+        from ultralytics_prune_plugin.pruning.depgraph import IDEAL_WIDTHS_ATTRIBUTE
+
+        unit = round_to or 1
+        ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}  # keyed by the unsplit names: count them all
+        return sum(1 for width in ideal.values() if width < unit / 2)
+
+
+class SlimMethod:
+    """Network Slimming: one global BatchNorm-γ threshold, then fine-tuning (a single step)."""
+
+    name = "slim"
+
+    def run(self, run: "PruneRun", model: nn.Module, first_step: int) -> None:
+        """Slim-prune ``model`` once (at the ``target_macs`` rate when one is set) and hand it to the run."""
+        from ultralytics_prune_plugin.pruning.slim import gamma_sparsity_report, slim_prune
+
+        if first_step != 1:
+            return  # its one step is done
+        args = run.config.args
+        sparse_args = run.config.input_train_args  # the input checkpoint's train_args (kept for a resume)
+        gamma = gamma_sparsity_report(model, train_args=sparse_args)
+        LOGGER.info(
+            f"{PREFIX}BatchNorm γ before slim pruning: {gamma['fraction_below']:.1%} of {gamma['count']} prunable |γ| "
+            f"< 1e-2, median {gamma['median']:.3g}, 10th percentile {gamma['p10']:.3g} "
+            + ("(sparse-trained input)" if sparse_args.get("sparse") else "(input not sparse-trained)")
+        )
+        if args.iterative_steps != DEFAULT_CFG.iterative_steps:
+            LOGGER.warning(f"{PREFIX}WARNING ⚠️ 'iterative_steps' does not apply to method=slim (one threshold).")
+
+        def slim(target: nn.Module, rate: float, verbose: bool = True):
+            """Slim-prune ``target`` in place at ``rate`` with the run's settings."""
+            kwargs = dict(min_channels=args.min_channels, imgsz=args.imgsz, round_to=args.round_to)
+            return slim_prune(target, rate, verbose=verbose, train_args=sparse_args, **kwargs)
+
+        rate, target_search = args.rate, None
+        if args.target_macs is not None:
+            # One threshold, so no loop to stop: take the smallest rate <= 'rate' whose MACs meet the target, found by
+            # bisection on copies (MACs never grow with the rate: a higher rate removes a superset of the channels).
+            goal = run.macs_goal()
+            trials = {rate: slim(deepcopy(model), rate, verbose=False).macs_after}
+            if trials[rate] <= goal:
+                low, high = 0.0, rate
+                while high - low > 2e-3:
+                    mid = (low + high) / 2
+                    trials[mid] = slim(deepcopy(model), mid, verbose=False).macs_after
+                    low, high = (low, mid) if trials[mid] <= goal else (mid, high)
+                rate = high
+            target_search = {"goal_macs": goal, "rate": rate, "trials": len(trials)}
+            LOGGER.info(
+                f"{PREFIX}target_macs={args.target_macs}: slim rate {rate:.3f} of at most {args.rate} "
+                + (f"meets {goal / 1e9:.3f} GMACs" if trials[rate] <= goal else f"cannot reach {goal / 1e9:.3f} GMACs")
+                + f" ({len(trials)} trial prunes on copies)"
+            )
+        result = slim(model, rate)
+        if result.applied_rate < rate - 1e-6:
+            LOGGER.warning(
+                f"{PREFIX}WARNING ⚠️ rate={rate:g} would empty layers; the rate applied is "
+                f"{result.applied_rate:.3f} (min_channels={args.min_channels})."
+            )
+        table = [{"layer": r.name, "channels_before": r.before, "channels_after": r.after} for r in result.layers]
+        write_csv_atomic(run.save_dir / "slim_layers.csv", table, ["layer", "channels_before", "channels_after"])
+        run.report["slim"] = {
+            "requested_rate": result.requested_rate,
+            "applied_rate": result.applied_rate,
+            "clamped": result.clamped,
+            "threshold": result.threshold,
+            "gamma_before": gamma,
+            "sparse_trained": bool(sparse_args.get("sparse")),
+            "sr": sparse_args.get("sr") if sparse_args.get("sparse") else None,
+        }
+        if target_search is not None:
+            run.report["slim"]["target_macs_search"] = target_search
+        run.after_prune(model, 1, {"step_ratio": result.applied_rate})
+
+
+# The strategy behind each value of the 'method' key.
+METHODS = {method.name: method for method in (DepGraphMethod, SlimMethod)}

@@ -1,0 +1,187 @@
+"""The arguments of one ``yolo prune`` run, resolved once before anything is written.
+
+:func:`resolve_run_config` merges, in this order: the input checkpoint's own arguments, a ``cfg=`` file, the keys
+given now. A resumed run (``resume=...``) instead takes the arguments it was started with from its report; only
+:data:`ultralytics_prune_plugin.engine.resume.MAY_CHANGE` keys may differ. It then fills in the default fine-tune
+length, checks the model and the dataset, and returns a :class:`RunConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from torch import nn
+from ultralytics.cfg import get_cfg
+from ultralytics.utils import DEFAULT_CFG, LOGGER, colorstr
+from ultralytics.utils.checks import check_imgsz, check_yaml
+
+from ultralytics_prune_plugin.adapters import internals
+from ultralytics_prune_plugin.config import PluginArgumentError
+from ultralytics_prune_plugin.engine import resume as resuming
+
+PREFIX = colorstr("prune: ")
+# The input checkpoint's training arguments that the run keeps (slim's messages, the default fine-tune length).
+INPUT_TRAIN_KEYS = ("sparse", "sr", "sr_final", "optimizer", "epochs")
+# Without 'epochs', all fine-tunes together get this fraction of the input's own training epochs (see README).
+DEFAULT_FINETUNE_FRACTION = 0.3
+# Tasks whose prune run is wired end to end.
+SUPPORTED_TASKS = ("detect",)
+
+
+@dataclass
+class RunConfig:
+    """Everything a prune run needs to know about its arguments.
+
+    Attributes:
+        args: Ultralytics' resolved arguments (``get_cfg``), plugin keys included, ``mode='prune'``.
+        task: The model's Ultralytics task.
+        checkpoint_overrides: The input model's own arguments (``YOLO.overrides``).
+        user_overrides: The keys given now (or, when resuming, those the run was started with).
+        input_train_args: The input checkpoint's training arguments named in :data:`INPUT_TRAIN_KEYS`.
+        data: The checked dataset dict, or None when the run has no data (pruning only, no mAP).
+        epochs_note: How the default fine-tune length was chosen, or None when ``epochs`` was given.
+        resume_dir: The run folder being resumed, or None for a new run.
+        resume_report: The resumed run's report as read from disk.
+    """
+
+    args: Any
+    task: str
+    checkpoint_overrides: Dict[str, Any]
+    user_overrides: Dict[str, Any]
+    input_train_args: Dict[str, Any]
+    data: Optional[dict] = None
+    epochs_note: Optional[str] = None
+    resume_dir: Optional[Path] = None
+    resume_report: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        """The number of prune steps: ``iterative_steps`` for DepGraph, one for slim."""
+        return 1 if self.args.method == "slim" else self.args.iterative_steps
+
+    @property
+    def budget_applies(self) -> bool:
+        """``max_map_drop`` stops the run after fine-tuning, and with ``epochs=0`` only when it was set explicitly."""
+        return self.args.epochs > 0 or "max_map_drop" in self.user_overrides
+
+    def train_args(self) -> Dict[str, Any]:
+        """The arguments stored in the checkpoints the run saves (Ultralytics keeps the keys it knows)."""
+        return {**vars(self.args), "mode": "train", "model": str(self.args.model)}
+
+    def public_args(self) -> Dict[str, Any]:
+        """The arguments that define this run, for the report."""
+        keys = ("model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
+        keys += ("max_map_drop", "round_to", "min_channels", "target_macs")
+        return {k: getattr(self.args, k) for k in keys}
+
+
+def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
+    """Resolve and check the arguments of a prune run; nothing is written.
+
+    Args:
+        yolo (ultralytics.engine.model.Model): The loaded input model.
+        overrides (dict): The keyword arguments of ``YOLO.prune()`` / the ``yolo prune`` command line.
+
+    Raises:
+        PluginArgumentError: A one-line message for a model or dataset the run cannot use.
+    """
+    file_overrides = internals().load_yaml(check_yaml(overrides["cfg"])) if overrides.get("cfg") else {}
+    given = {**file_overrides, **overrides}
+    given.pop("cfg", None)
+    resume_dir, resume_report = None, {}
+    if resuming.resume_requested(given.get("resume")):
+        resume_dir, resume_report = resuming.find_run(given["resume"], given)
+        stored = resume_report["run_overrides"]
+        checkpoint_overrides = dict(stored.get("checkpoint", {}))
+        changed = {k: given[k] for k in resuming.MAY_CHANGE if k in given}
+        user_overrides = {**stored.get("given", {}), **changed}
+        input_train_args = dict(stored.get("input_train_args", {}))
+    else:
+        checkpoint_overrides = dict(yolo.overrides)
+        user_overrides = given
+        train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {})
+        input_train_args = {k: v for k, v in train_args.items() if k in INPUT_TRAIN_KEYS}
+    args = get_cfg(DEFAULT_CFG, {**checkpoint_overrides, **user_overrides, "mode": "prune"})
+    config = RunConfig(args, yolo.task, checkpoint_overrides, user_overrides, input_train_args,
+                       resume_dir=resume_dir, resume_report=resume_report)
+    config.epochs_note = _default_epochs(config)
+    args.resume = False  # not passed on: each fine-tune is a new training run
+    args.imgsz = check_imgsz(args.imgsz, stride=32, max_dim=1)  # as training and export will round it
+    if resume_dir is None:
+        _check_model(yolo, args)  # a resumed run was checked when it started
+    config.data = _resolve_data(config)
+    return config
+
+
+def _check_model(yolo, args) -> None:
+    """Refuse models the plugin cannot prune, with a one-line message."""
+    from ultralytics_prune_plugin.pruning.policy import check_supported
+
+    if not isinstance(yolo.model, nn.Module):
+        raise PluginArgumentError(f"'model={args.model}' is not a PyTorch model: only .pt and .yaml prune.")
+    if yolo.task not in SUPPORTED_TASKS:
+        raise PluginArgumentError(
+            f"'model={args.model}' is a '{yolo.task}' model: task {yolo.task} is not supported yet, only "
+            + ", ".join(f"task={t}" for t in SUPPORTED_TASKS)
+        )
+    check_supported(yolo.model, f"model={args.model}")
+
+
+def _default_epochs(config: RunConfig) -> Optional[str]:
+    """Without ``epochs``, give each step's fine-tune a share of a modest total; return how it was chosen.
+
+    Ultralytics' ``epochs=100`` would mean 100 fine-tune epochs per step (1,600 with 16 steps). Instead all
+    fine-tunes together get ``DEFAULT_FINETUNE_FRACTION`` of the input's own training epochs (of 100 when the input
+    does not record them), spread evenly over the steps, at least one each. Without any dataset (none given, none
+    recorded in the checkpoint) the run prunes only (``epochs=0``).
+
+    Returns:
+        (str | None): The explanation for the plan line, or None when ``epochs`` was given.
+    """
+    args = config.args
+    if "epochs" in config.user_overrides:
+        return None
+    if not config.user_overrides.get("data") and not args.data:
+        args.epochs = 0
+        return "epochs not given and no dataset: pruning only"
+    trained = config.input_train_args.get("epochs")
+    source = f"the input's {trained} training epochs" if trained else f"{DEFAULT_CFG.epochs} epochs (the input records none)"
+    trained = trained or DEFAULT_CFG.epochs
+    total = max(1, round(DEFAULT_FINETUNE_FRACTION * trained))
+    args.epochs = max(1, round(total / config.steps))
+    return f"epochs not given: {DEFAULT_FINETUNE_FRACTION:.0%} of {source}, spread over the steps"
+
+
+def _resolve_data(config: RunConfig) -> Optional[dict]:
+    """Return the checked dataset dict, or None when no dataset is given and none is needed."""
+    from ultralytics_prune_plugin.engine.inputs import check_detection_data
+
+    args = config.args
+    data = config.user_overrides.get("data")
+    inherited = False
+    if not data and args.data:  # a trained checkpoint remembers its dataset
+        data, inherited = args.data, True
+    missing = (
+        f"'data' is missing: 'epochs={args.epochs}' fine-tunes after pruning and needs a dataset "
+        "(or use 'epochs=0' to prune only)"
+    )
+    if not data:
+        if args.epochs > 0:
+            raise PluginArgumentError(missing)
+        return None
+    try:
+        checked = check_detection_data(data, need_train=args.epochs > 0)
+    except PluginArgumentError as e:
+        if not inherited:
+            raise
+        if args.epochs == 0:
+            LOGGER.warning(f"{PREFIX}WARNING ⚠️ the model's dataset '{data}' is not usable here; skipping mAP.")
+            return None
+        recorded = str(e).split(": ", 1)[-1]
+        raise PluginArgumentError(f"{missing}; the checkpoint's training arguments name '{data}', but {recorded}") from None
+    if inherited:
+        LOGGER.info(f"{PREFIX}data: {data} (from the checkpoint's training arguments)")
+    args.data = str(data)
+    return checked
