@@ -129,6 +129,13 @@ def model_task(model: Any) -> str:
     return guess_model_task(model)
 
 
+def model_kpt_shape(model: Any) -> Optional[list]:
+    """Return the keypoint shape a pose network predicts (its head's ``kpt_shape``), or None for other networks."""
+    modules = model.modules() if hasattr(model, "modules") else []
+    shape = next((m.kpt_shape for m in modules if isinstance(getattr(m, "kpt_shape", None), (list, tuple))), None)
+    return list(shape) if shape is not None else None
+
+
 def check_task_data(task: str, data: Any, model: Any = None, need_train: bool = True) -> Dict[str, Any]:
     """Check that ``data`` suits a ``task`` model, without downloading anything, and return the checked dataset.
 
@@ -190,7 +197,7 @@ def _check_keypoints(data: Any, checked: Mapping[str, Any], model: Any) -> None:
     kpt_shape = checked.get("kpt_shape")
     if kpt_shape is None:
         raise PluginArgumentError(f"'data={data}' has no 'kpt_shape'; a pose model needs keypoint data")
-    model_shape = getattr(model, "kpt_shape", None) if model is not None else None
+    model_shape = model_kpt_shape(model) if model is not None else None
     if model_shape is not None and list(model_shape) != list(kpt_shape):
         raise PluginArgumentError(
             f"'data={data}' has kpt_shape {list(kpt_shape)} but the model predicts {list(model_shape)}"

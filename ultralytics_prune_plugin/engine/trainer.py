@@ -25,6 +25,7 @@ from ultralytics.models.yolo.pose import PoseTrainer
 from ultralytics.models.yolo.segment import SegmentationTrainer
 from ultralytics.utils import LOGGER, RANK
 
+from ultralytics_prune_plugin.engine.tasks import model_kpt_shape
 from ultralytics_prune_plugin.nn.structure import forget_cached_state, is_restructured
 
 
@@ -41,6 +42,12 @@ class PruneAwareTrainerMixin:
                 raise ValueError(
                     f"the pruned model predicts {weights.nc} classes but 'data={self.args.data}' has {nc}; "
                     "a pruned model can only be fine-tuned on data with the same classes"
+                )
+            kpt_shape, data_kpt_shape = model_kpt_shape(weights), self.data.get("kpt_shape")
+            if kpt_shape is not None and data_kpt_shape is not None and list(kpt_shape) != list(data_kpt_shape):
+                raise ValueError(
+                    f"the pruned model predicts keypoints of shape {list(kpt_shape)} but 'data={self.args.data}' has "
+                    f"kpt_shape {list(data_kpt_shape)}; a pruned pose model keeps its keypoints"
                 )
             if verbose and RANK == -1:
                 params = sum(p.numel() for p in weights.parameters())
