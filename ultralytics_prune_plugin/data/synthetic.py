@@ -1,4 +1,4 @@
-"""Deterministic synthetic YOLO detection datasets built from simple shapes.
+"""Deterministic synthetic YOLO datasets (detect, segment, pose, obb, classify) built from simple shapes.
 
 The generator draws filled geometric shapes (one class per shape type) with
 OpenCV onto textured, noisy backgrounds and writes a dataset in the layout that
@@ -40,12 +40,14 @@ import cv2
 import numpy as np
 import yaml
 
-__all__ = ["CLASS_NAMES", "main", "make_dataset"]
+__all__ = ["CLASS_NAMES", "TASKS", "main", "make_dataset"]
 
 CLASS_NAMES = ("square", "disc", "triangle", "cross", "ring", "bar", "star", "diamond")
 FORMAT_VERSION = 1
 YAML_NAME = "data.yaml"
 MANIFEST_NAME = "synthetic.json"
+CLASS_LIST_NAME = "classes.txt"
+TASKS = ("detect", "segment", "pose", "obb", "classify")
 DIFFICULTIES = ("easy", "hard")
 SPLITS = ("train", "val")
 
@@ -344,14 +346,78 @@ def _distractor_mask(
     return mask
 
 
+def _box_label(cls: int, mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> str:
+    """Detection label line ``cls xc yc w h`` (normalised) of one object."""
+    x0, y0, x1, y1 = box
+    xc, yc, w, h = (
+        (x0 + x1) / 2 / size,
+        (y0 + y1) / 2 / size,
+        (x1 - x0) / size,
+        (y1 - y0) / size,
+    )
+    return f"{cls} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}"
+
+
+def _points(values: np.ndarray, size: int) -> str:
+    """Pixel points ``(n, 2)`` as normalised, space-separated ``x y`` pairs clipped to [0, 1]."""
+    return " ".join(f"{v:.6f}" for v in np.clip(values / size, 0.0, 1.0).reshape(-1))
+
+
+def _outer_contour(mask: np.ndarray) -> np.ndarray:
+    """The largest outer contour of a mask as ``(n, 2)`` pixel points (pixel centres)."""
+    contours, _ = cv2.findContours(
+        (mask >= _BOX_THRESHOLD).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    contour = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
+    return contour + 0.5
+
+
+def _segment_label(cls: int, mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> str:
+    """Segmentation label line ``cls x1 y1 x2 y2 ...``: the object's outer polygon, normalised."""
+    contour = _outer_contour(mask)
+    if len(contour) < 3:  # a degenerate contour: fall back to the box corners
+        x0, y0, x1, y1 = box
+        contour = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64)
+    return f"{cls} {_points(contour, size)}"
+
+
+# Pose keypoints: the object's top-, right-, bottom- and left-most mask points, all visible. A horizontal flip swaps
+# right and left, hence FLIP_IDX.
+KPT_SHAPE = (4, 3)
+FLIP_IDX = (0, 3, 2, 1)
+
+
+def _pose_label(cls: int, mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> str:
+    """Pose label line ``cls xc yc w h`` followed by four keypoints ``x y 2`` (see :data:`KPT_SHAPE`)."""
+    contour = _outer_contour(mask)
+    extremes = [
+        contour[np.argmin(contour[:, 1])],
+        contour[np.argmax(contour[:, 0])],
+        contour[np.argmax(contour[:, 1])],
+        contour[np.argmin(contour[:, 0])],
+    ]
+    keypoints = " ".join(f"{_points(point, size)} 2" for point in extremes)
+    return f"{_box_label(cls, mask, box, size)} {keypoints}"
+
+
+def _obb_label(cls: int, mask: np.ndarray, box: tuple[int, int, int, int], size: int) -> str:
+    """Oriented-box label line ``cls x1 y1 x2 y2 x3 y3 x4 y4``: the object's minimum-area rectangle, normalised."""
+    corners = cv2.boxPoints(cv2.minAreaRect(_outer_contour(mask).astype(np.float32)))
+    return f"{cls} {_points(corners.astype(np.float64), size)}"
+
+
+_LABELS = {"detect": _box_label, "segment": _segment_label, "pose": _pose_label, "obb": _obb_label}
+
+
 def _render_image(
-    rng: np.random.Generator, profile: _Profile, n_classes: int, size: int
+    rng: np.random.Generator, profile: _Profile, n_classes: int, size: int, task: str = "detect"
 ) -> tuple[np.ndarray, list[str]]:
     """Render one image and its YOLO label lines.
 
     Returns:
-        ``(image, lines)``: a ``size x size x 3`` uint8 image and label lines
-        ``"cls xc yc w h"`` with normalised coordinates.
+        ``(image, lines)``: a ``size x size x 3`` uint8 image and one label line per object in the format of
+        ``task`` (detect: ``"cls xc yc w h"``; segment: polygon; pose: box and keypoints; obb: four corners), all
+        normalised. The random stream is consumed identically for every task, so all tasks draw the same images.
     """
     img, base = _background(rng, profile, size)
     for _ in range(
@@ -363,21 +429,33 @@ def _render_image(
             _random_color(rng, base, profile.contrast),
         )
     lines = []
-    for cls, mask, (x0, y0, x1, y1) in _place_objects(rng, profile, n_classes, size):
+    for cls, mask, box in _place_objects(rng, profile, n_classes, size):
         _composite(img, mask, _random_color(rng, base, profile.contrast))
-        xc, yc, w, h = (
-            (x0 + x1) / 2 / size,
-            (y0 + y1) / 2 / size,
-            (x1 - x0) / size,
-            (y1 - y0) / size,
-        )
-        lines.append(f"{cls} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}")
+        lines.append(_LABELS[task](cls, mask, box, size))
+    return _finish(rng, profile, img), lines
+
+
+def _finish(rng: np.random.Generator, profile: _Profile, img: np.ndarray) -> np.ndarray:
+    """Blur (sometimes) and add noise to a float image, and return it as uint8."""
     if rng.random() < profile.blur_prob:
         img = cv2.GaussianBlur(img, (3, 3), 0)
     img += rng.normal(0.0, rng.uniform(*profile.noise), size=img.shape).astype(
         np.float32
     )
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), lines
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _render_class_image(
+    rng: np.random.Generator, profile: _Profile, n_classes: int, size: int, cls: int
+) -> np.ndarray:
+    """Render one classification image: the clutter of the profile and one shape of class ``cls``."""
+    img, base = _background(rng, profile, size)
+    for _ in range(int(rng.integers(profile.distractors[0], profile.distractors[1] + 1))):
+        _composite(img, _distractor_mask(rng, profile, n_classes, size), _random_color(rng, base, profile.contrast))
+    name = CLASS_NAMES[cls]
+    mask = _fill_mask(name, _random_pose(rng, profile, size, name), size)
+    _composite(img, mask, _random_color(rng, base, profile.contrast))
+    return _finish(rng, profile, img)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -386,37 +464,66 @@ def _write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
+def _write_png(path: Path, img: np.ndarray, what: str) -> None:
+    """Encode ``img`` as PNG and write it to ``path``."""
+    ok, png = cv2.imencode(".png", img)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {what} as PNG")
+    path.write_bytes(png.tobytes())
+
+
+def _write_class_split(root: Path, split: str, count: int, args: dict) -> None:
+    """Render and write one classification split: ``root/split/<class name>/*.png``, classes in turn."""
+    profile = _PROFILES[args["difficulty"]]
+    for cls in range(args["n_classes"]):
+        (root / split / CLASS_NAMES[cls]).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        rng = np.random.default_rng([args["seed"], SPLITS.index(split), i])
+        cls = i % args["n_classes"]
+        img = _render_class_image(rng, profile, args["n_classes"], args["imgsz"], cls)
+        _write_png(root / split / CLASS_NAMES[cls] / f"{split}_{i:05d}.png", img, f"image {i} of split {split!r}")
+
+
 def _write_split(root: Path, split: str, count: int, args: dict) -> None:
     """Render and write all images and label files of one split."""
+    if args.get("task", "detect") == "classify":
+        _write_class_split(root, split, count, args)
+        return
     image_dir, label_dir = root / "images" / split, root / "labels" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
     profile = _PROFILES[args["difficulty"]]
     for i in range(count):
         rng = np.random.default_rng([args["seed"], SPLITS.index(split), i])
-        img, lines = _render_image(rng, profile, args["n_classes"], args["imgsz"])
-        ok, png = cv2.imencode(".png", img)
-        if not ok:
-            raise OSError(
-                f"OpenCV could not encode image {i} of split {split!r} as PNG"
-            )
+        img, lines = _render_image(rng, profile, args["n_classes"], args["imgsz"], args.get("task", "detect"))
         stem = f"{split}_{i:05d}"
-        (image_dir / f"{stem}.png").write_bytes(png.tobytes())
+        _write_png(image_dir / f"{stem}.png", img, f"image {i} of split {split!r}")
         _write_text(label_dir / f"{stem}.txt", "".join(line + "\n" for line in lines))
 
 
-def _write_yaml(root: Path, n_classes: int) -> Path:
-    """Write ``data.yaml`` atomically and return its path."""
+def _write_yaml(root: Path, n_classes: int, task: str = "detect") -> Path:
+    """Write ``data.yaml`` atomically and return its path (pose data also gets ``kpt_shape`` and ``flip_idx``)."""
     data = {
         "path": str(root),
         "train": "images/train",
         "val": "images/val",
         "names": {i: CLASS_NAMES[i] for i in range(n_classes)},
     }
+    if task == "pose":
+        data.update(kpt_shape=list(KPT_SHAPE), flip_idx=list(FLIP_IDX))
     path, tmp = root / YAML_NAME, root / f".{YAML_NAME}.tmp"
     _write_text(tmp, yaml.safe_dump(data, sort_keys=False))
     os.replace(tmp, path)
     return path
+
+
+def _write_class_list(root: Path, n_classes: int) -> Path:
+    """Write ``classes.txt`` (one class name per line; it marks a classification dataset finished) and return
+    ``root``, the folder that ``data=`` takes."""
+    path, tmp = root / CLASS_LIST_NAME, root / f".{CLASS_LIST_NAME}.tmp"
+    _write_text(tmp, "".join(f"{CLASS_NAMES[i]}\n" for i in range(n_classes)))
+    os.replace(tmp, path)
+    return root
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
@@ -429,8 +536,8 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
-def _validated_args(n_train, n_val, imgsz, n_classes, seed, difficulty) -> dict:
-    """Validate the generation arguments and return them as a manifest dict."""
+def _validated_args(n_train, n_val, imgsz, n_classes, seed, difficulty, task="detect") -> dict:
+    """Validate the generation arguments and return them as a manifest dict (``task`` only when not detect)."""
     _check_int("n_train", n_train, 1)
     _check_int("n_val", n_val, 1)
     _check_int("imgsz", imgsz, 32, 1280)
@@ -440,7 +547,13 @@ def _validated_args(n_train, n_val, imgsz, n_classes, seed, difficulty) -> dict:
         raise ValueError(
             f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}"
         )
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task == "classify" and n_train < n_classes:
+        raise ValueError(f"a classify dataset needs n_train >= n_classes ({n_classes}), got {n_train}")
+    extra = {} if task == "detect" else {"task": task}  # detect manifests stay as they were
     return {
+        **extra,
         "format_version": FORMAT_VERSION,
         "n_train": int(n_train),
         "n_val": int(n_val),
@@ -466,20 +579,22 @@ def _has_files(folder: Path) -> bool:
 
 
 def _cached_yaml(root: Path, args: dict) -> Path | None:
-    """Return the YAML of an identical finished dataset in ``root``, if any.
+    """Return the YAML (for classify: the folder) of an identical finished dataset in ``root``, if any.
 
     Raises:
         FileExistsError: If ``root`` holds a dataset, a manifest or image/label
             files that were not produced with exactly ``args``.
     """
     manifest = _read_manifest(root)
-    if (root / YAML_NAME).exists():
-        if manifest == args:
-            return root / YAML_NAME
-        raise FileExistsError(
-            f"{root} already holds a dataset made with other arguments; use another root"
-        )
-    foreign_files = _has_files(root / "images") or _has_files(root / "labels")
+    classify = args.get("task") == "classify"
+    for marker in (YAML_NAME, CLASS_LIST_NAME):
+        if (root / marker).exists():
+            if manifest == args:
+                return root if classify else root / YAML_NAME
+            raise FileExistsError(
+                f"{root} already holds a dataset made with other arguments; use another root"
+            )
+    foreign_files = any(_has_files(root / folder) for folder in ("images", "labels", *SPLITS))
     if ((root / MANIFEST_NAME).exists() and manifest != args) or (
         foreign_files and manifest is None
     ):
@@ -497,8 +612,19 @@ def make_dataset(
     n_classes: int = 4,
     seed: int = 0,
     difficulty: str = "easy",
+    task: str = "detect",
 ) -> Path:
-    """Generate (or reuse) a deterministic synthetic YOLO detection dataset.
+    """Generate (or reuse) a deterministic synthetic YOLO dataset for one task (detection by default).
+
+    The tasks draw the same scenes from the same random streams and differ in their labels (see :func:`_render_image`):
+
+    * ``detect``: ``images/``, ``labels/`` (``cls xc yc w h``) and ``data.yaml``;
+    * ``segment``: the same layout, labels ``cls x1 y1 x2 y2 ...`` (each object's outer polygon);
+    * ``pose``: labels ``cls xc yc w h`` then four keypoints ``x y 2`` (the object's top-, right-, bottom- and
+      left-most points), and ``kpt_shape: [4, 3]``, ``flip_idx: [0, 3, 2, 1]`` in ``data.yaml``;
+    * ``obb``: labels ``cls x1 y1 x2 y2 x3 y3 x4 y4`` (each object's minimum-area rotated rectangle);
+    * ``classify``: ``train/<class>/*.png`` and ``val/<class>/*.png``, one shape per image (image ``i`` shows class
+      ``i % n_classes``), and ``classes.txt``; the returned path is the folder itself, which is what ``data=`` takes.
 
     The same arguments always produce byte-identical images and labels. If
     ``root`` already holds a finished dataset made with the same arguments it
@@ -514,16 +640,17 @@ def make_dataset(
         seed: Non-negative seed of the random streams.
         difficulty: ``"easy"`` (large, high-contrast shapes, no clutter) or
             ``"hard"`` (small, low-contrast, overlapping shapes with clutter).
+        task: One of :data:`TASKS`.
 
     Returns:
-        Absolute path of the written (or reused) ``root/data.yaml``.
+        Absolute path of the written (or reused) ``root/data.yaml``; for ``task="classify"``, of ``root``.
 
     Raises:
         ValueError: If an argument is out of range.
         FileExistsError: If ``root`` already holds a dataset or files made with
             other arguments, or files not made by this function.
     """
-    args = _validated_args(n_train, n_val, imgsz, n_classes, seed, difficulty)
+    args = _validated_args(n_train, n_val, imgsz, n_classes, seed, difficulty, task)
     root = Path(root).expanduser().resolve()
     cached = _cached_yaml(root, args)
     if cached is not None:
@@ -532,9 +659,9 @@ def make_dataset(
     _write_text(root / MANIFEST_NAME, json.dumps(args, indent=2, sort_keys=True) + "\n")
     _write_split(root, "train", args["n_train"], args)
     _write_split(root, "val", args["n_val"], args)
-    return _write_yaml(
-        root, args["n_classes"]
-    )  # written last: marks the dataset finished
+    if task == "classify":
+        return _write_class_list(root, args["n_classes"])  # written last: marks the dataset finished
+    return _write_yaml(root, args["n_classes"], task)  # written last: marks the dataset finished
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -567,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--difficulty", choices=DIFFICULTIES, default="easy", help="default easy"
     )
+    parser.add_argument("--task", choices=TASKS, default="detect", help="label format (default detect)")
     ns = parser.parse_args(argv)
     try:
         path = make_dataset(
@@ -577,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns.n_classes,
             ns.seed,
             ns.difficulty,
+            ns.task,
         )
     except (ValueError, FileExistsError) as e:
         parser.error(str(e))

@@ -4,7 +4,7 @@ The four public functions are thin, checked wrappers around what Ultralytics 8.1
 
 * :func:`export_onnx` runs Ultralytics' own exporter (``YOLO(weights).export(format="onnx")``) and puts the file
   where the caller asks, atomically.
-* :func:`validate_onnx` runs Ultralytics' own detection validator on the ``.onnx`` file, which Ultralytics'
+* :func:`validate_onnx` runs Ultralytics' own validator of the model's task on the ``.onnx`` file, which Ultralytics'
   ``AutoBackend`` executes with ONNX Runtime, and proves afterwards that ONNX Runtime really ran.
 * :func:`measure_latency` times several ONNX models in one process with ``onnxruntime.InferenceSession``.
 * :func:`onnx_file_mb` gives the size of a model file.
@@ -204,9 +204,11 @@ def _run_exporter(staged_weights: Path, kwargs: Dict[str, Any]) -> Path:
     """Export ``staged_weights`` with Ultralytics and return the path of the file the exporter wrote."""
     from ultralytics import YOLO
 
+    from ultralytics_prune_plugin.engine.tasks import TASKS
+
     model = YOLO(str(staged_weights))
-    if model.task != "detect":
-        raise ValueError(f"expected a detection checkpoint, but {staged_weights.name!r} is a {model.task!r} model")
+    if model.task not in TASKS:
+        raise ValueError(f"{staged_weights.name!r} is a {model.task!r} model; the plugin exports {', '.join(TASKS)}")
     stride = int(max(model.model.stride))
     if kwargs["imgsz"] % stride:
         raise ValueError(
@@ -220,26 +222,31 @@ def _run_exporter(staged_weights: Path, kwargs: Dict[str, Any]) -> Path:
 
 
 # Validation -----------------------------------------------------------------------------------------------------------
-def validate_onnx(onnx_path: PathLike, data: PathLike, imgsz: int, batch: int = 1, **val_kwargs: Any) -> Dict[str, Any]:
-    """Validate an exported detector with Ultralytics' validator running the model in ONNX Runtime.
+def validate_onnx(
+    onnx_path: PathLike, data: PathLike, imgsz: int, batch: int = 1, task: str = "detect", **val_kwargs: Any
+) -> Dict[str, Any]:
+    """Validate an exported model with its task's Ultralytics validator running the model in ONNX Runtime.
 
-    Runs ``YOLO(onnx_path, task="detect").val(data=data, imgsz=imgsz, batch=batch, **val_kwargs)`` with a validator
+    Runs ``YOLO(onnx_path, task=task).val(data=data, imgsz=imgsz, batch=batch, **val_kwargs)`` with a validator
     that records the backend it is handed, then checks that the backend is ONNX Runtime and reads the providers of
     its live ``InferenceSession``.
 
     Args:
-        onnx_path: ONNX file exported from a detection model (e.g. by :func:`export_onnx`).
-        data: Dataset YAML.
+        onnx_path: ONNX file exported from a model of ``task`` (e.g. by :func:`export_onnx`).
+        data: Dataset YAML (for classify: the image folder).
         imgsz: Validation image size; must equal the model's input size when that is static.
         batch: Batch size. Ultralytics validates every non-PyTorch model with ``batch=1`` anyway (trap 4).
+        task: The model's Ultralytics task (``detect``, ``segment``, ``pose``, ``obb``, ``classify``).
         **val_kwargs: Further arguments of Ultralytics' validator, e.g. ``project``, ``name``, ``exist_ok``,
             ``split``, ``conf``, ``iou``, ``plots``. ``device`` defaults to ``"cpu"``, so that ONNX Runtime is
             asked for ``CPUExecutionProvider`` only.
 
     Returns:
-        ``{"map50", "map50_95", "provider", "providers", "save_dir"}``: mAP at IoU 0.5 and averaged over IoU
-        0.5-0.95, the session's first (preferred) execution provider, all its providers in order of preference,
-        and the run folder (``project/name``).
+        ``{"map50", "map50_95", "metric_names", "provider", "providers", "save_dir"}``: the task's two metrics
+        under the report's keys (:func:`~ultralytics_prune_plugin.engine.tasks.read_metrics`: box mAP50 and
+        mAP50-95 for detect, mask mAP for segment, keypoint mAP for pose, rotated-box mAP for obb, top-5 and top-1
+        accuracy for classify) and their names, the session's first (preferred) execution provider, all its
+        providers in order of preference, and the run folder (``project/name``).
 
     Raises:
         FileNotFoundError: If ``onnx_path`` does not exist.
@@ -253,17 +260,20 @@ def validate_onnx(onnx_path: PathLike, data: PathLike, imgsz: int, batch: int = 
         raise FileNotFoundError(f"ONNX model not found: {path}")
     _check_positive_int("imgsz", imgsz)
     _check_input_size(path, imgsz)
-    model = YOLO(str(path), task="detect")
+    from ultralytics_prune_plugin.engine.tasks import metric_names, read_metrics
+
+    names = metric_names(task)  # refuses unknown tasks
+    model = YOLO(str(path), task=task)
     backends: List[Any] = []
-    validator = _recording_validator(model.task_map["detect"]["validator"], backends)
+    validator = _recording_validator(model.task_map[task]["validator"], backends)
     args = {"device": "cpu", **val_kwargs, "data": str(data), "imgsz": int(imgsz), "batch": int(batch)}
     if isinstance(args.get("project"), os.PathLike):
         args["project"] = str(args["project"])
     metrics = model.val(validator=validator, **args)
     providers = _onnxruntime_providers(backends)
     return {
-        "map50": float(metrics.box.map50),
-        "map50_95": float(metrics.box.map),
+        **read_metrics(task, metrics),
+        "metric_names": names,
         "provider": providers[0],
         "providers": providers,
         "save_dir": Path(metrics.save_dir),

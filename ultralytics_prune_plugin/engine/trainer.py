@@ -18,9 +18,14 @@ from copy import deepcopy
 from typing import Dict
 
 from torch import nn
+from ultralytics.models.yolo.classify import ClassificationTrainer
 from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.models.yolo.obb import OBBTrainer
+from ultralytics.models.yolo.pose import PoseTrainer
+from ultralytics.models.yolo.segment import SegmentationTrainer
 from ultralytics.utils import LOGGER, RANK
 
+from ultralytics_prune_plugin.engine.tasks import model_kpt_shape
 from ultralytics_prune_plugin.nn.structure import forget_cached_state, is_restructured
 
 
@@ -38,14 +43,24 @@ class PruneAwareTrainerMixin:
                     f"the pruned model predicts {weights.nc} classes but 'data={self.args.data}' has {nc}; "
                     "a pruned model can only be fine-tuned on data with the same classes"
                 )
+            kpt_shape, data_kpt_shape = model_kpt_shape(weights), self.data.get("kpt_shape")
+            if kpt_shape is not None and data_kpt_shape is not None and list(kpt_shape) != list(data_kpt_shape):
+                raise ValueError(
+                    f"the pruned model predicts keypoints of shape {list(kpt_shape)} but 'data={self.args.data}' has "
+                    f"kpt_shape {list(data_kpt_shape)}; a pruned pose model keeps its keypoints"
+                )
             if verbose and RANK == -1:
                 params = sum(p.numel() for p in weights.parameters())
                 LOGGER.info(f"Keeping the pruned network as it is ({params:,} parameters); not rebuilding it from yaml")
             model = forget_cached_state(deepcopy(weights).float())
             for p in model.parameters():
                 p.requires_grad_(True)
-            return model
+            return self.adjust_kept_model(model)
         return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+
+    def adjust_kept_model(self, model: nn.Module) -> nn.Module:
+        """Apply the task trainer's training settings to a kept pruned model (none for most tasks)."""
+        return model
 
     def _setup_train(self, *args, **kwargs):
         """Set up training as Ultralytics does, then attach the sparsity penalty when ``sparse=True``."""
@@ -72,6 +87,36 @@ class PruneAwareDetectionTrainer(PruneAwareTrainerMixin, DetectionTrainer):
     """``DetectionTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
 
 
+class PruneAwareSegmentationTrainer(PruneAwareTrainerMixin, SegmentationTrainer):
+    """``SegmentationTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+
+
+class PruneAwarePoseTrainer(PruneAwareTrainerMixin, PoseTrainer):
+    """``PoseTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+
+
+class PruneAwareOBBTrainer(PruneAwareTrainerMixin, OBBTrainer):
+    """``OBBTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+
+
+class PruneAwareClassificationTrainer(PruneAwareTrainerMixin, ClassificationTrainer):
+    """``ClassificationTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+
+    def adjust_kept_model(self, model: nn.Module) -> nn.Module:
+        """Set the dropout rate of ``dropout=`` on the kept model, as Ultralytics does on the models it builds."""
+        if self.args.dropout:
+            for module in model.modules():
+                if isinstance(module, nn.Dropout):
+                    module.p = self.args.dropout
+        return model
+
+
 def prune_aware_trainers() -> Dict[str, type]:
     """Return the plugin's trainer for each task it supports, keyed by Ultralytics task name."""
-    return {"detect": PruneAwareDetectionTrainer}
+    return {
+        "detect": PruneAwareDetectionTrainer,
+        "segment": PruneAwareSegmentationTrainer,
+        "pose": PruneAwarePoseTrainer,
+        "obb": PruneAwareOBBTrainer,
+        "classify": PruneAwareClassificationTrainer,
+    }

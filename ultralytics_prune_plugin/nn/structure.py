@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+import torch
 from torch import nn
 
 PRUNE_MARK = "prune_plugin"  # key in ``model.yaml``: the network no longer matches the architecture its yaml describes
@@ -39,8 +40,16 @@ def is_restructured(model: nn.Module) -> bool:
 
 
 def forget_cached_state(model: nn.Module) -> nn.Module:
-    """Drop state cached from an earlier run (the loss object keeps its old device and hyperparameters)."""
+    """Drop state cached from an earlier run, in place.
+
+    The loss object (``criterion``) keeps its old device and hyperparameters. Plain tensors that a forward pass left
+    on a module with their autograd history (Ultralytics 8.1's ``OBB`` head keeps its last ``angle``) are detached:
+    a tensor with history cannot be deep-copied, which counting MACs and saving checkpoints do.
+    """
     for module in model.modules():
         if "criterion" in module.__dict__:
             del module.__dict__["criterion"]
+        for name, value in list(module.__dict__.items()):
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                module.__dict__[name] = value.detach()
     return model

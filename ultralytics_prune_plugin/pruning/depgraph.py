@@ -52,9 +52,9 @@ from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_para
 from ultralytics_prune_plugin.pruning.policy import (
     heads,
     ignored_layers,
-    ignored_module_ids,
     opaque_for_tracing,
     prunable_convs,
+    protected_widths,
 )
 
 IDEAL_WIDTHS_ATTRIBUTE = "pruning_ideal_widths"
@@ -187,6 +187,7 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
     training_flags = {module: module.training for module in model.modules()}
     macs_before, params_before = count_macs_params(model, imgsz)
     channels_before = channel_counts(model)
+    protected_before = protected_widths(model)
     ideal_widths, ratios = plan_widths(model, ratio, round_to)
 
     start = time.perf_counter()
@@ -201,7 +202,7 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
     setattr(model, IDEAL_WIDTHS_ATTRIBUTE, ideal_widths)
     forget_cached_state(model)
     channels_after = channel_counts(model)
-    _check_head_outputs_unchanged(model, channels_before, channels_after)
+    _check_head_outputs_unchanged(protected_before, protected_widths(model))
     macs_after, params_after = count_macs_params(model, imgsz)
     restore_stock_blocks(model)
     mark_restructured(model, method="depgraph")
@@ -280,10 +281,8 @@ def channel_counts(model: nn.Module) -> Dict[str, int]:
     return {name: module.out_channels for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
 
 
-def _check_head_outputs_unchanged(model: nn.Module, before: Dict[str, int], after: Dict[str, int]) -> None:
-    """Raise ``RuntimeError`` if any convolution inside an ignored ``Detect`` head changed its output width."""
-    head_ids = ignored_module_ids(model)
-    head_names = [name for name, module in model.named_modules() if id(module) in head_ids and name in after]
-    changed = [name for name in head_names if before.get(name) != after[name]]
+def _check_head_outputs_unchanged(before: Dict[str, int], after: Dict[str, int]) -> None:
+    """Raise ``RuntimeError`` if any protected layer (a head output, the classifier) changed its output width."""
+    changed = [name for name in before if before[name] != after.get(name)]
     if changed:
-        raise RuntimeError(f"pruning changed the output channels of Detect layers: {changed}")
+        raise RuntimeError(f"pruning changed the output width of protected head layers: {changed}")

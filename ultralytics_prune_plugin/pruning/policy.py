@@ -3,11 +3,15 @@
 Both DepGraph pruning and Network Slimming (and sparse training, which penalises exactly what slim may remove) read
 their decisions from here, so a new model family or task is an entry in the tables below, not a new code path.
 
-* :data:`HEADS` (``Detect`` and every subclass: ``Segment``, ``Pose``, ``OBB``, the YOLO26 end-to-end heads, ...):
+* :data:`HEADS` maps each head type to what it protects. ``Detect`` and every subclass (``Segment``, ``Pose``,
+  ``OBB``, the YOLO26 end-to-end heads ``Segment26``, ``Pose26``, ``OBB26``, ...) use the generic rule (``None``):
   only the **last convolution of each output branch** is protected (box distribution, class scores, mask
-  coefficients, keypoints, angle, the proto's output, the DFL). The head's inner convolutions are not pruned on their
-  own, but they follow the neck where they are coupled to it: YOLO11's depthwise class-branch convolutions shrink with
-  the neck channels they filter, and every head input convolution loses the input channels the neck loses.
+  coefficients ``cv4``, keypoints ``cv4``, angle ``cv4``, the proto's output, the DFL). The head's inner convolutions
+  are not pruned on their own, but they follow the neck where they are coupled to it: YOLO11's depthwise class-branch
+  convolutions shrink with the neck channels they filter, and every head input convolution loses the input channels
+  the neck loses. ``Classify`` names its output layer (``linear``): only the classifier keeps its width (one output
+  per class); its inner 1x1 ``conv`` (to 1280 channels, then pooled) is an ordinary prunable layer, like the
+  backbone, and the ``linear`` loses the input features that it loses.
 * :data:`OPAQUE` (attention: ``Attention``, ``AAttn``, and YOLO11's ``C2PSA`` block as a whole): traced as one
   unit and never pruned; the channels that enter and leave them keep their width (the residual stream around a
   ``PSABlock``, the input and output of ``C2PSA``). Torch-Pruning 1.6 cannot map attention's per-head reshapes, nor
@@ -27,21 +31,30 @@ whole ignored YOLO11 head would freeze every neck channel that feeds a depthwise
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import List, Set, Tuple
+from typing import Dict, List, Set, Tuple
 
 import torch.nn as nn
 
 from ultralytics_prune_plugin.config import PluginArgumentError
 
-# Heads: Ultralytics' Detect and its subclasses, found by class name so that one table serves every series.
-HEADS = ("Detect",)
+# Heads, found by class name (subclasses included) so that one table serves every series: the attribute holding the
+# head's only protected output layer, or None for the generic rule (the last layer of every output branch protected,
+# nothing inside the head pruned on its own). Every task is an entry here.
+HEADS = {"Detect": None, "Classify": "linear"}
+# Composite children of a head (the segmentation heads' mask prototype modules) with more than one output: the
+# attributes whose last layer is an output. Other composite children contribute their last layer.
+HEAD_PART_OUTPUTS = {"Proto": ("cv3",), "Proto26": ("cv3", "semseg")}
+# Modules whose forward skips a branch outside training (YOLO26's Proto26 computes its semantic-segmentation logits
+# only in training): traced with their own training flag on, so that the pruners see the branch and shrink its inputs
+# with the neck (their submodules stay in eval mode, so no BatchNorm statistics change).
+TRAINING_BRANCHES = ("Proto26",)
 # Modules traced as one unit and never pruned, with the attribute holding their output projection (in = out width).
 OPAQUE = {"Attention": "proj", "AAttn": "proj", "C2PSA": "cv2"}
 # Top-level layer types (``model.model[i]``) the policy covers; anything else is refused by name.
 SUPPORTED_LAYERS = frozenset(
     {
         "Conv", "DWConv", "Concat", "Upsample", "SPPF", "SPP", "C2f", "C3k2", "C3", "C2", "C1", "C2PSA", "Bottleneck",
-        "Detect", "Segment", "Pose", "OBB", "Segment26", "Pose26", "OBB26", "C2f_v2",
+        "Detect", "Segment", "Pose", "OBB", "Segment26", "Pose26", "OBB26", "Classify", "C2f_v2",
     }
 )
 
@@ -71,7 +84,7 @@ def check_supported(model: nn.Module, what: str = "model") -> None:
 
 def heads(model: nn.Module) -> List[nn.Module]:
     """Return the head instances of ``model`` (outermost only)."""
-    found = [m for m in model.modules() if _is_a(m, HEADS)]
+    found = [m for m in model.modules() if _is_a(m, tuple(HEADS))]
     nested = {id(sub) for head in found for sub in head.modules() if sub is not head}
     return [head for head in found if id(head) not in nested]
 
@@ -85,17 +98,29 @@ def _last_weight_layer(module: nn.Module):
     return last
 
 
-def output_layers(head: nn.Module) -> List[nn.Module]:
-    """Return the last convolution of every output branch of ``head``.
+def _head_entry(head: nn.Module):
+    """The :data:`HEADS` entry of ``head``: its nearest class (in method resolution order) named in the table."""
+    return next(HEADS[cls.__name__] for cls in type(head).__mro__ if cls.__name__ in HEADS)
 
-    The branches are the items of each ``nn.ModuleList`` child (``cv2``, ``cv3``, ``cv4``, ``one2one_cv2``, ...) and
-    every other child that holds weights (``dfl``, ``proto``).
+
+def output_layers(head: nn.Module) -> List[nn.Module]:
+    """Return the layers of ``head`` whose output width must be kept.
+
+    For a head with a named output layer (``Classify``: ``linear``), that layer alone. Otherwise (the generic rule),
+    the last convolution of every output branch: the branches are the items of each ``nn.ModuleList`` child
+    (``cv2``, ``cv3``, ``cv4``, ``one2one_cv2``, ...) and every other child that holds weights (``dfl``, ``proto``).
     """
+    named = _head_entry(head)
+    if named is not None:
+        return [_last_weight_layer(getattr(head, named))]
     found = []
     for child in head.children():
         branches = list(child) if isinstance(child, nn.ModuleList) else [child]
+        part = next((HEAD_PART_OUTPUTS[c.__name__] for c in type(child).__mro__ if c.__name__ in HEAD_PART_OUTPUTS), ())
+        if part:  # a composite part with named outputs (a mask prototype module)
+            branches = [getattr(child, name, None) for name in part]
         for branch in branches:
-            last = _last_weight_layer(branch)
+            last = _last_weight_layer(branch) if isinstance(branch, nn.Module) else None
             if last is not None:
                 found.append(last)
     return found
@@ -125,15 +150,29 @@ def ignored_layers(model: nn.Module) -> List[nn.Module]:
     return protected
 
 
+def protected_widths(model: nn.Module) -> Dict[str, int]:
+    """Return the output width of every protected layer (see :func:`ignored_layers`) by qualified name.
+
+    Convolutions give their output channels, linear layers their output features. Pruning must leave all of them
+    unchanged; both pruners compare this before and after.
+    """
+    protected = {id(layer) for layer in ignored_layers(model)}
+    return {
+        name: module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        for name, module in model.named_modules()
+        if id(module) in protected and isinstance(module, (nn.Conv2d, nn.Linear))
+    }
+
+
 def ignored_module_ids(model: nn.Module) -> Set[int]:
     """Return the ``id`` of every module inside an ignored layer, the ignored layers included."""
     return {id(sub) for layer in ignored_layers(model) for sub in layer.modules()}
 
 
 def _not_prunable_ids(model: nn.Module) -> Set[int]:
-    """Ids of modules that pruning never picks itself: everything inside a head or an opaque module, and the
-    protected layers."""
-    ids = {id(sub) for head in heads(model) for sub in head.modules()}
+    """Ids of modules that pruning never picks itself: everything inside a generic-rule head or an opaque module,
+    and the protected layers (a head with a named output layer, such as ``Classify``, prunes its other layers)."""
+    ids = {id(sub) for head in heads(model) if _head_entry(head) is None for sub in head.modules()}
     ids |= {id(sub) for m in opaque_modules(model) for sub in m.modules()}
     return ids | ignored_module_ids(model)
 
@@ -141,7 +180,7 @@ def _not_prunable_ids(model: nn.Module) -> Set[int]:
 def prunable_batchnorms(model: nn.Module) -> List[Tuple[str, nn.BatchNorm2d]]:
     """Return the BatchNorms that channel pruning may remove channels from, with their qualified names.
 
-    All ``nn.BatchNorm2d`` outside heads, opaque modules and protected layers, including those coupled by residual
+    All ``nn.BatchNorm2d`` outside generic-rule heads (``Detect`` and subclasses), opaque modules and protected layers, including those coupled by residual
     adds (pruning decides on the coupled set jointly). Sparse training applies its L1 penalty to exactly these.
     """
     skip = _not_prunable_ids(model)
@@ -151,7 +190,7 @@ def prunable_batchnorms(model: nn.Module) -> List[Tuple[str, nn.BatchNorm2d]]:
 def prunable_convs(model: nn.Module) -> List[Tuple[str, nn.Conv2d]]:
     """Return the convolutions whose output channels pruning may remove, with their qualified names.
 
-    Every ``nn.Conv2d`` outside heads, opaque modules and protected layers. Head convolutions coupled to these
+    Every ``nn.Conv2d`` outside generic-rule heads, opaque modules and protected layers. Head convolutions coupled to these
     (depthwise ones) follow them without being listed.
     """
     skip = _not_prunable_ids(model)
@@ -164,6 +203,16 @@ def _projection(module: nn.Module) -> nn.Conv2d:
     return _last_weight_layer(getattr(module, name))
 
 
+def _run_as_training(module: nn.Module, *args, **kwargs):
+    """Run the class ``forward`` of ``module`` with its own training flag on (its submodules keep theirs)."""
+    was = module.training
+    module.training = True
+    try:
+        return type(module).forward(module, *args, **kwargs)
+    finally:
+        module.training = was
+
+
 @contextmanager
 def opaque_for_tracing(model: nn.Module):
     """While Torch-Pruning traces ``model``, run every opaque module as its output projection alone.
@@ -173,12 +222,19 @@ def opaque_for_tracing(model: nn.Module):
     ``x + projection(x)`` with its last 1x1 convolution (which :func:`ignored_layers` protects): the add ties the
     module's input channels to its protected output, so no group can remove channels on either side of it, and
     nothing inside it is pruned. The real ``forward`` is back as soon as the block exits.
+
+    Modules of :data:`TRAINING_BRANCHES` run their training-only branch as well (their own training flag is on while
+    they run, their submodules stay in eval mode), so the tracer records the channels those branches consume.
     """
     replaced = []
     for module in opaque_modules(model):
         projection = _projection(module)
         module.forward = lambda x, projection=projection: x + projection(x)  # shadows the class's forward
         replaced.append(module)
+    for module in model.modules():
+        if _is_a(module, TRAINING_BRANCHES):
+            module.forward = lambda *args, module=module, **kwargs: _run_as_training(module, *args, **kwargs)
+            replaced.append(module)
     try:
         yield model
     finally:

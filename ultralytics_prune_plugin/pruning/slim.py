@@ -55,10 +55,15 @@ import torch_pruning as tp
 from ultralytics.utils import LOGGER
 
 from ultralytics_prune_plugin.nn.c2f_v2 import C2f_v2, restore_stock_blocks
-from ultralytics_prune_plugin.nn.structure import mark_restructured
+from ultralytics_prune_plugin.nn.structure import forget_cached_state, mark_restructured
 from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_params
 from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, trace_inputs
-from ultralytics_prune_plugin.pruning.policy import ignored_module_ids, opaque_for_tracing, prunable_batchnorms
+from ultralytics_prune_plugin.pruning.policy import (
+    ignored_module_ids,
+    opaque_for_tracing,
+    prunable_batchnorms,
+    protected_widths,
+)
 from ultralytics_prune_plugin.pruning.sparsity import SPARSE_THRESHOLD, gamma_statistics
 
 MIN_SPARSE_FRACTION = 0.1  # fewer prunable |γ| than this below SPARSE_THRESHOLD: the model was not sparse-trained
@@ -403,11 +408,8 @@ def _layer_name(bn_name: str) -> str:
 
 
 def _head_widths(model: nn.Module) -> Dict[str, int]:
-    """Return the output width of every convolution inside a ``Detect`` head."""
-    protected = ignored_module_ids(model)
-    return {
-        name: m.out_channels for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and id(m) in protected
-    }
+    """Return the output width of every protected layer (head outputs, the classifier, attention projections)."""
+    return protected_widths(model)
 
 
 def slim_prune(
@@ -465,7 +467,7 @@ def slim_prune(
         removed = equalize_halves(model, groups, removed)
     for group, idxs in zip(groups, removed):
         _prune_group(graph, group, idxs)
-    vars(model).pop("criterion", None)
+    forget_cached_state(model)
 
     if _head_widths(model) != heads_before:
         raise RuntimeError("slim pruning changed the output channels of a Detect head; this is a bug")
