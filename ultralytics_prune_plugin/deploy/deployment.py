@@ -16,6 +16,7 @@ def deployment_record(
     fast_dfl: bool,
     macs_cut: float,
     data: Optional[str] = None,
+    task: str = "detect",
     validate_pytorch: Optional[Callable[[Path], Dict[str, float]]] = None,
     val_dir: Optional[Path] = None,
 ) -> Dict[str, Any]:
@@ -27,6 +28,7 @@ def deployment_record(
         fast_dfl: Export the DFL with a last-axis softmax (both files).
         macs_cut: Baseline MACs over result MACs, to relate the speed-up to.
         data: The dataset to validate the ONNX model on, or None (no metric check).
+        task: The model's task, whose metric the check compares.
         validate_pytorch: Validates a ``.pt`` file at batch 1 the way the ONNX model is validated; needed with data.
         val_dir: Where the ONNX validation run goes.
 
@@ -46,7 +48,7 @@ def deployment_record(
     }
     if data is not None:
         torch_map = validate_pytorch(weights_dir / "pruned.pt")
-        ort_map = validate_onnx(onnx["pruned"], data, imgsz, project=val_dir, name="pruned_onnx", plots=False)
+        ort_map = validate_onnx(onnx["pruned"], data, imgsz, task=task, project=val_dir, name="pruned_onnx", plots=False)
         record.update(
             pytorch_map50=torch_map["map50"],
             pytorch_map50_95=torch_map["map50_95"],

@@ -26,13 +26,14 @@ def sparse(self, **kwargs):
         raise PluginArgumentError("'sparse=False' contradicts mode 'sparse': leave 'sparse' out, or use 'yolo train'.")
     if not kwargs.get("data") and not kwargs.get("resume") and not kwargs.get("cfg"):
         raise PluginArgumentError("'data' is missing: sparse training needs a dataset, e.g. 'data=path/to/data.yaml'.")
-    if self.task != "detect":
+    from ultralytics_prune_plugin.engine.tasks import TASKS, check_task_data
+
+    if self.task not in TASKS:
         raise PluginArgumentError(
             f"'model={kwargs.get('model', self.model_name)}' is a '{self.task}' model: task {self.task} is not "
-            "supported yet by sparse training, only task=detect"
+            f"supported by sparse training; supported: {', '.join(TASKS)}"
         )
     if kwargs.get("data") and not kwargs.get("resume"):
-        from ultralytics_prune_plugin.engine.inputs import check_detection_data
-
-        check_detection_data(kwargs["data"], need_train=True)  # one line for a broken YAML or missing images
+        # one line for a broken YAML, missing images, or data of another task
+        check_task_data(self.task, kwargs["data"], model=self.model, need_train=True)
     return self.train(**{**kwargs, "sparse": True})

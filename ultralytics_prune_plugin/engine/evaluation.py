@@ -18,9 +18,8 @@ from ultralytics.utils import DEFAULT_CFG
 from ultralytics_prune_plugin.config import plugin_keys
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.run_config import RunConfig
+from ultralytics_prune_plugin.engine.tasks import read_metrics
 
-# The validator's metric keys behind the report's mAP50 and mAP50-95, per task.
-TASK_METRICS = {"detect": ("metrics/mAP50(B)", "metrics/mAP50-95(B)")}
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
 RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
 
@@ -59,7 +58,12 @@ class Evaluator:
         return record
 
     def validate(self, model: nn.Module, name: str, batch: Optional[int] = None, rect: bool = True) -> Dict[str, Any]:
-        """Validate a deep copy of ``model`` on the run's data; ``{}`` when the run has no data."""
+        """Validate a deep copy of ``model`` on the run's data; ``{}`` when the run has no data.
+
+        Returns:
+            ``{"map50", "map50_95"}``: the task's secondary and main metric (:mod:`.tasks`; for classify top-5 and
+            top-1 accuracy).
+        """
         if self.config.data is None:
             return {}
         args = {
@@ -81,8 +85,7 @@ class Evaluator:
             args["half"] = self.args.half
         validator = self.validator_class(args=args, save_dir=self.save_dir / "val" / name)
         stats = validator(model=deepcopy(model).float().eval())
-        map50_key, map50_95_key = TASK_METRICS[self.config.task]
-        return {"map50": float(stats[map50_key]), "map50_95": float(stats[map50_95_key])}
+        return read_metrics(self.config.task, stats)  # the task's metrics under the report's keys
 
     def fine_tune(self, model: nn.Module, k: int, weights_dir: Path) -> Tuple[nn.Module, float]:
         """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return its best model and the

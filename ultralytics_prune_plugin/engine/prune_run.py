@@ -48,6 +48,7 @@ from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoi
 from ultralytics_prune_plugin.engine.evaluation import Evaluator
 from ultralytics_prune_plugin.engine.methods import METHODS
 from ultralytics_prune_plugin.engine.run_config import PREFIX, resolve_run_config
+from ultralytics_prune_plugin.engine.tasks import metric_names
 from ultralytics_prune_plugin.nn.structure import mark_restructured
 from ultralytics_prune_plugin.report.files import write_atomic
 from ultralytics_prune_plugin.report.record import PruneReport, final_record, write_record
@@ -69,6 +70,7 @@ class PruneRun:
         self.config = resolve_run_config(yolo, overrides)
         self.args = self.config.args
         self.method = METHODS[self.args.method]()
+        self.metric = metric_names(self.config.task)[1]  # the main metric: max_map_drop applies to it
         self.save_dir: Optional[Path] = None
         self.weights_dir: Optional[Path] = None
         self.evaluator: Optional[Evaluator] = None
@@ -117,6 +119,7 @@ class PruneRun:
         model = prepare_for_pruning(original)
         self.report = {
             "args": self.config.public_args(),
+            "metrics": dict(zip(("map50", "map50_95"), metric_names(self.config.task))),  # what the columns hold
             "save_dir": str(self.save_dir),
             "baseline": self.evaluator.measure(model, "baseline", weights=baseline),
             "steps": [],
@@ -230,13 +233,13 @@ class PruneRun:
         row["pruned_map50"], row["pruned_map50_95"] = pruned.get("map50"), pruned.get("map50_95")
         LOGGER.info(
             f"{PREFIX}step {k}: MACs {row['macs'] / 1e9:.3f} G, params {row['params']:,}, "
-            f"channels kept {row['channels_kept']:.1%}, mAP50-95 before fine-tune {fmt_value(row['pruned_map50_95'])}"
+            f"channels kept {row['channels_kept']:.1%}, {self.metric} before fine-tune {fmt_value(row['pruned_map50_95'])}"
         )
         if self.args.epochs > 0:
             model, row["finetune_s"] = self.evaluator.fine_tune(model, k, self.weights_dir)
             recovered = self.evaluator.validate(model, f"step_{k}_recovered")
             row["recovered_map50"], row["recovered_map50_95"] = recovered["map50"], recovered["map50_95"]
-            LOGGER.info(f"{PREFIX}step {k}: mAP50-95 after fine-tune {fmt_value(row['recovered_map50_95'])}")
+            LOGGER.info(f"{PREFIX}step {k}: {self.metric} after fine-tune {fmt_value(row['recovered_map50_95'])}")
         step_weights = self.weights_dir / f"step_{k}.pt"
         save_checkpoint(model, step_weights, self.config.train_args(), {"stage": f"step {k}", **row})
         row["weights"] = str(step_weights)
@@ -264,7 +267,7 @@ class PruneRun:
             return False
         kept = self.report["kept_step"]
         self.report["stop_reason"] = (
-            f"step {row['step']} lost {drop:.4f} mAP50-95 (baseline {base:.4f} → {score:.4f}), more than "
+            f"step {row['step']} lost {drop:.4f} {self.metric} (baseline {base:.4f} → {score:.4f}), more than "
             f"max_map_drop={self.args.max_map_drop}; keeping "
             + (f"step {kept}, the last step within the budget" if kept else "the unpruned model: no step stayed within it")
         )
@@ -312,6 +315,7 @@ class PruneRun:
             fast_dfl=bool(self.args.fast_dfl),
             macs_cut=self.report["baseline"]["macs"] / self.report["final"]["macs"],
             data=self.args.data if self.config.data is not None else None,
+            task=self.config.task,
             validate_pytorch=lambda pt: self.evaluator.validate(load_model(pt), "pruned_pytorch_b1", batch=1, rect=False),
             val_dir=self.save_dir / "val",
         )

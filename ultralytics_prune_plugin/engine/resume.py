@@ -5,7 +5,7 @@ Ultralytics' own ``resume`` key is reused:
 * ``resume=path/to/run`` (the run folder, or any file inside it such as ``prune_report.json``) continues that run.
 * ``resume=True`` (or a bare ``resume``) continues the most recent *unfinished* prune run whose recorded arguments
   agree with the ones given: prune run folders (any folder holding a ``prune_report.json``) under ``project``
-  (default ``runs/detect``, as for a new run), restricted to ``name``, ``name2``, ... when ``name`` is given, newest
+  (default ``runs/<task>`` for every task, as for a new run), restricted to ``name``, ``name2``, ... when ``name`` is given, newest
   report first. Finished runs and runs whose arguments differ from the given ones are skipped.
 
 A run continues with the arguments it was started with, which its report keeps under ``run_overrides``. Arguments
@@ -104,10 +104,12 @@ def _latest_run(given: Dict[str, Any]) -> Tuple[Path, Dict[str, Any]]:
     """The newest unfinished prune run under ``project`` whose arguments agree with ``given``."""
     from ultralytics.utils import ROOT, RUNS_DIR, TESTS_RUNNING
 
-    project = Path(given.get("project") or (ROOT.parent / "tests/tmp/runs" if TESTS_RUNNING else RUNS_DIR) / "detect")
+    runs = ROOT.parent / "tests/tmp/runs" if TESTS_RUNNING else RUNS_DIR
+    # a run folder is runs/<task>/<name>: look under every task unless 'project' names the folder
+    project, pattern_dirs = (Path(given["project"]), "*") if given.get("project") else (Path(runs), "*/*")
     name = given.get("name")
     pattern = re.compile(re.escape(str(name)) + r"\d*$") if name else None
-    reports = [p for p in project.glob(f"*/{REPORT}") if pattern is None or pattern.match(p.parent.name)]
+    reports = [p for p in project.glob(f"{pattern_dirs}/{REPORT}") if pattern is None or pattern.match(p.parent.name)]
     for path in sorted(reports, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             report = read_report(path.parent, "resume=True")

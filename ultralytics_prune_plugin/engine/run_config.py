@@ -20,14 +20,13 @@ from ultralytics.utils.checks import check_imgsz, check_yaml
 from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.config import PluginArgumentError
 from ultralytics_prune_plugin.engine import resume as resuming
+from ultralytics_prune_plugin.engine.tasks import TASKS, check_task_data
 
 PREFIX = colorstr("prune: ")
 # The input checkpoint's training arguments that the run keeps (slim's messages, the default fine-tune length).
 INPUT_TRAIN_KEYS = ("sparse", "sr", "sr_final", "optimizer", "epochs")
 # Without 'epochs', all fine-tunes together get this fraction of the input's own training epochs (see README).
 DEFAULT_FINETUNE_FRACTION = 0.3
-# Tasks whose prune run is wired end to end.
-SUPPORTED_TASKS = ("detect",)
 
 
 @dataclass
@@ -72,7 +71,7 @@ class RunConfig:
 
     def public_args(self) -> Dict[str, Any]:
         """The arguments that define this run, for the report."""
-        keys = ("model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
+        keys = ("task", "model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
         keys += ("max_map_drop", "round_to", "min_channels", "target_macs")
         return {k: getattr(self.args, k) for k in keys}
 
@@ -111,7 +110,7 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
     args.imgsz = check_imgsz(args.imgsz, stride=32, max_dim=1)  # as training and export will round it
     if resume_dir is None:
         _check_model(yolo, args)  # a resumed run was checked when it started
-    config.data = _resolve_data(config)
+    config.data = _resolve_data(config, yolo.model)
     return config
 
 
@@ -121,10 +120,10 @@ def _check_model(yolo, args) -> None:
 
     if not isinstance(yolo.model, nn.Module):
         raise PluginArgumentError(f"'model={args.model}' is not a PyTorch model: only .pt and .yaml prune.")
-    if yolo.task not in SUPPORTED_TASKS:
+    if yolo.task not in TASKS:
         raise PluginArgumentError(
-            f"'model={args.model}' is a '{yolo.task}' model: task {yolo.task} is not supported yet, only "
-            + ", ".join(f"task={t}" for t in SUPPORTED_TASKS)
+            f"'model={args.model}' is a '{yolo.task}' model: task {yolo.task} is not supported; supported: "
+            + ", ".join(TASKS)
         )
     check_supported(yolo.model, f"model={args.model}")
 
@@ -154,10 +153,8 @@ def _default_epochs(config: RunConfig) -> Optional[str]:
     return f"epochs not given: {DEFAULT_FINETUNE_FRACTION:.0%} of {source}, spread over the steps"
 
 
-def _resolve_data(config: RunConfig) -> Optional[dict]:
-    """Return the checked dataset dict, or None when no dataset is given and none is needed."""
-    from ultralytics_prune_plugin.engine.inputs import check_detection_data
-
+def _resolve_data(config: RunConfig, model: nn.Module) -> Optional[dict]:
+    """Return the dataset dict checked for the model's task, or None when no dataset is given and none is needed."""
     args = config.args
     data = config.user_overrides.get("data")
     inherited = False
@@ -172,7 +169,7 @@ def _resolve_data(config: RunConfig) -> Optional[dict]:
             raise PluginArgumentError(missing)
         return None
     try:
-        checked = check_detection_data(data, need_train=args.epochs > 0)
+        checked = check_task_data(config.task, data, model=model, need_train=args.epochs > 0)
     except PluginArgumentError as e:
         if not inherited:
             raise

@@ -17,13 +17,17 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
     Costs (MACs, params, sizes, latency) show how many times smaller the result is; scores (mAP) show the change
     itself, never a ratio. The requested rate (or ``target_macs``) is shown next to what was reached.
     """
+    from ultralytics_prune_plugin.engine.tasks import metric_names
+
     base, final, onnx = report["baseline"], report["final"], report.get("onnx", {})
     lat = onnx.get("latency_ms", {})
+    secondary, main = metric_names(report["args"].get("task", "detect"))  # e.g. mask mAP50, mask mAP50-95
+    scores = {secondary, main}
     rows = [
         ("MACs (G)", base["macs"] / 1e9, final["macs"] / 1e9, "{:.3f}"),
         ("params", base["params"], final["params"], "{:,}"),
-        ("mAP50", base.get("map50"), final.get("map50"), "{:.4f}"),
-        ("mAP50-95", base.get("map50_95"), final.get("map50_95"), "{:.4f}"),
+        (secondary, base.get("map50"), final.get("map50"), "{:.4f}"),
+        (main, base.get("map50_95"), final.get("map50_95"), "{:.4f}"),
         (".pt size (MB)", onnx.get("pt_file_mb", {}).get("baseline"), onnx.get("pt_file_mb", {}).get("pruned"), "{:.2f}"),
         ("ONNX size (MB)", onnx.get("file_mb", {}).get("baseline"), onnx.get("file_mb", {}).get("pruned"), "{:.2f}"),
         (
@@ -39,7 +43,7 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
     ]
     for label, a, b, fmt in rows:
         known = isinstance(a, (int, float)) and isinstance(b, (int, float))
-        if known and label.startswith("mAP"):  # a score: the change itself, never a ratio
+        if known and label in scores:  # a score: the change itself, never a ratio
             change = f"{_signed(b - a, '{:.3f}')} ({_signed((b - a) / a * 100, '{:.1f}')} %)" if a else ""
         else:  # a cost: how many times smaller
             change = f"{a / b:.2f}x smaller" if known and b else ""
@@ -68,8 +72,8 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
         lines.append(f"{'resumed at':<24}{at}")
     if "onnx_map50_95" in onnx:
         lines.append(
-            f"{'ONNX vs PyTorch mAP50-95':<24}{onnx['pytorch_map50_95']:>14.4f}{onnx['onnx_map50_95']:>14.4f}"
-            f"{'  (batch 1, same data)'}"
+            f"{'ONNX vs PyTorch':<24}{onnx['pytorch_map50_95']:>14.4f}{onnx['onnx_map50_95']:>14.4f}"
+            f"  ({main}, batch 1, same data)"
         )
     return "\n".join(lines)
 

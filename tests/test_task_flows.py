@@ -1,0 +1,80 @@
+"""Segment, pose, obb and classify through the real `yolo` CLI, on whichever Ultralytics series is installed.
+
+YOLOv8 models on 8.1/8.2, YOLO11 models from 8.3 on. Each task's model is trained for one epoch on generated data of
+its task, then: DepGraph prune with a one-epoch fine-tune (the report and summary name the task's own metric, the
+ONNX Runtime check agrees with PyTorch, the fine-tune kept the structure), slim prune without fine-tune, sparse
+training, and `yolo val` / `yolo export` of the pruned model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import FAST, run_python, run_yolo
+
+IMGSZ = 64
+COMMON = (f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST)
+# task -> (model suffix, main metric name in the report)
+TASKS = {
+    "segment": ("-seg", "mask mAP50-95"),
+    "pose": ("-pose", "pose mAP50-95"),
+    "obb": ("-obb", "OBB mAP50-95"),
+    "classify": ("-cls", "top-1 accuracy"),
+}
+
+
+def _family() -> str:
+    import ultralytics
+
+    major, minor = (int(p) for p in ultralytics.__version__.split(".")[:2])
+    return "yolo11n" if (major, minor) >= (8, 3) else "yolov8n"
+
+
+@pytest.fixture(scope="module", params=list(TASKS))
+def task_model(request, tmp_path_factory):
+    """One task: its generated data and a model trained for one epoch by `yolo <task> train`."""
+    from ultralytics_prune_plugin.data import make_dataset
+
+    task = request.param
+    root = tmp_path_factory.mktemp(task)
+    data = make_dataset(root / "data", n_train=16, n_val=8, imgsz=IMGSZ, n_classes=2, task=task)
+    model = f"{_family()}{TASKS[task][0]}.yaml"
+    run_yolo(task, "train", f"model={model}", f"data={data}", "epochs=1", *COMMON, "name=base", cwd=root)
+    best = root / "runs" / task / "base" / "weights" / "best.pt"
+    assert best.is_file()
+    return {"task": task, "root": root, "data": data, "best": best}
+
+
+def _params(checkpoint) -> int:
+    code = f"from ultralytics import YOLO\nprint(sum(p.numel() for p in YOLO({str(checkpoint)!r}).model.parameters()))"
+    return int(run_python(code, cwd=checkpoint.parent).stdout.strip().splitlines()[-1])
+
+
+def test_depgraph_prune_finetune_val_export(task_model):
+    task, root, data = task_model["task"], task_model["root"], task_model["data"]
+    proc = run_yolo("prune", f"model={task_model['best']}", f"data={data}", "rate=0.5", "iterative_steps=1",
+                    "epochs=1", *COMMON, "name=dg", cwd=root)
+    run_dir = root / "runs" / task / "dg"  # runs/<task>/, as Ultralytics files the task's runs
+    report = json.loads((run_dir / "prune_report.json").read_text())
+    assert report["metrics"]["map50_95"] == TASKS[task][1]
+    assert TASKS[task][1] in proc.stdout + proc.stderr  # the summary names the task's metric
+    assert report["final"]["macs"] < 0.8 * report["baseline"]["macs"]
+    assert report["onnx"]["onnx_agrees"] is True
+    pruned = run_dir / "weights" / "pruned.pt"
+    assert _params(run_dir / "step_1" / "weights" / "best.pt") == _params(pruned) == report["final"]["params"]
+    run_yolo("val", f"model={pruned}", f"data={data}", f"imgsz={IMGSZ}", "batch=8", "workers=0", cwd=root)
+    run_yolo("export", f"model={pruned}", "format=onnx", f"imgsz={IMGSZ}", cwd=root)
+    assert pruned.with_suffix(".onnx").is_file()
+
+
+def test_slim_prune_and_sparse_training(task_model):
+    task, root, data = task_model["task"], task_model["root"], task_model["data"]
+    run_yolo("sparse", f"model={task_model['best']}", f"data={data}", "epochs=1", *COMMON, "name=sparse", cwd=root)
+    header = (root / "runs" / task / "sparse" / "results.csv").read_text().splitlines()[0]
+    assert "sparsity/gamma_p50" in header
+    run_yolo("prune", f"model={task_model['best']}", f"data={data}", "method=slim", "rate=0.5", "epochs=0",
+             *COMMON, "name=slim", cwd=root)
+    report = json.loads((root / "runs" / task / "slim" / "prune_report.json").read_text())
+    assert report["final"]["macs"] < report["baseline"]["macs"]
