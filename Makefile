@@ -17,7 +17,7 @@ PIN_8.3 := 8.3.253
 SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name '*.py') \
 	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
 PYTEST := -m pytest -q -p no:cacheprovider --durations=10
-# On the latest series: the core flows of every family it ships, a checkpoint of another series pruned, and pruned
+# On the latest series: the core flows of every family it ships, checkpoints of 8.2 (detect, obb) pruned, and pruned
 # checkpoints of every family loaded without the plugin, and every task (YOLO11) through the CLI.
 LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py test_tasks.py test_task_flows.py
 
@@ -48,8 +48,8 @@ test: test-8.1 test-latest test-8.2 test-8.3
 test-8.1: .venv-8.1/.installed
 	cd tests && ../.venv-8.1/bin/python $(PYTEST) .
 
-test-latest: install .venv-8.3/.installed
-	cd tests && CROSS_SERIES_YOLO=$(CURDIR)/.venv-8.3/bin/yolo ../$(BIN)/python $(PYTEST) $(LATEST_TESTS)
+test-latest: install .venv-8.2/.installed
+	cd tests && CROSS_SERIES_YOLO=$(CURDIR)/.venv-8.2/bin/yolo ../$(BIN)/python $(PYTEST) $(LATEST_TESTS)
 
 test-8.2 test-8.3: test-%: .venv-%/.installed
 	cd tests && ../.venv-$*/bin/python $(PYTEST) test_series_flows.py \
