@@ -4,8 +4,8 @@
 #   .venv       the plugin installed into a fresh environment: pip resolves the latest supported Ultralytics (8.4.x)
 #   .venv-8.N   Ultralytics 8.N installed first (the user's own), then the plugin, which must keep that version
 #
-# `make test` runs the whole suite on 8.1.47, the core flows of every family on the latest 8.4 (plus an 8.3-trained
-# checkpoint pruned there), and the core YOLOv8 flows on 8.2 and 8.3.
+# `make test` runs the whole suite on 8.1.47; on the latest 8.4 the core flows of every family and every task, 8.2-trained
+# checkpoints pruned there and pruned checkpoints loaded without the plugin; and the core YOLOv8 flows on 8.2 and 8.3.
 
 PYTHON ?= python3
 VENV ?= .venv
