@@ -19,7 +19,8 @@ SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name
 PYTEST := -m pytest -q -p no:cacheprovider --durations=10
 # On the latest series: the core flows of every family it ships, checkpoints of 8.2 (detect, obb) pruned, and pruned
 # checkpoints of every family loaded without the plugin, and every task (YOLO11) through the CLI.
-LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py test_tasks.py test_task_flows.py
+LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py test_tasks.py test_task_flows.py \
+	test_demo.py
 
 .PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 bench clean
 

@@ -1,4 +1,4 @@
-"""The offline demo: generate data, train yolov8n briefly, prune it two ways, fine-tune, export, compare.
+"""The offline demo: generate data, train yolov8n (and YOLO11n) briefly, prune, fine-tune, export, compare.
 
 Run it with ``python -m ultralytics_prune_plugin.demo`` (or ``make demo``). Nothing is downloaded: the model is built
 from ``yolov8n.yaml`` and the dataset is generated. Everything lands in ``runs/demo`` (``demo2``, ... on later runs):
@@ -8,7 +8,9 @@ from ``yolov8n.yaml`` and the dataset is generated. Everything lands in ``runs/d
 3. ``depgraph/``  iterative DepGraph pruning of the baseline with fine-tuning (``yolo prune``);
 4. ``sparse/``    the baseline trained further with the Network Slimming penalty (``yolo train sparse=True``);
 5. ``slim/``      slim pruning of the sparse model with fine-tuning (``yolo prune method=slim``);
-6. ``demo_summary.json`` and the comparison table printed at the end (paths in the JSON are relative to the demo
+6. ``baseline11/``, ``depgraph11/``  on Ultralytics 8.3 and later: YOLO11n trained the same way and pruned with
+   DepGraph beside YOLOv8n;
+7. ``demo_summary.json`` and the comparison table printed at the end (paths in the JSON are relative to the demo
    folder; each method is compared with its own input: DepGraph with the baseline, slim with the sparse-trained model).
 
 The default preset takes a few minutes on 2 CPU cores (the README quotes the measured wall time). Training runs with
@@ -86,6 +88,16 @@ def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 
         **common, **tuned,
     )
     timings["slim_s"] = time.time() - t
+
+    yolo11 = None
+    if _ships_yolo11():
+        t = time.time()
+        YOLO("yolo11n.yaml").train(data=data, epochs=p["base_epochs"], name="baseline11", **common, **tuned)
+        yolo11 = YOLO(out / "baseline11" / "weights" / "best.pt").prune(
+            data=data, rate=rate, iterative_steps=p["steps"], epochs=p["ft_epochs"], max_map_drop=0.2,
+            name="depgraph11", **common, **tuned,
+        )
+        timings["yolo11n_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 
     def relative(path) -> str:
@@ -102,15 +114,24 @@ def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 
             "sparse": relative(sparse.parent.parent),
             "depgraph": relative(depgraph["save_dir"]),
             "slim": relative(slim["save_dir"]),
+            **({"yolo11n_depgraph": relative(yolo11["save_dir"])} if yolo11 else {}),
         },
         "depgraph": _result(depgraph),
         "slim": {**_result(slim), "applied_rate": slim.get("slim", {}).get("applied_rate")},
+        **({"yolo11n_depgraph": _result(yolo11)} if yolo11 else {}),
         "timings_s": timings,
     }
     summary["verdict"] = _verdict(summary["depgraph"], summary["slim"])
     write_json_atomic(out / "demo_summary.json", summary)
     LOGGER.info(format_summary({**summary, "out": str(out.resolve())}))
     return summary
+
+
+def _ships_yolo11() -> bool:
+    """True when the installed Ultralytics ships YOLO11 (8.3 and later)."""
+    import ultralytics
+
+    return tuple(int(part) for part in ultralytics.__version__.split(".")[:2]) >= (8, 3)
 
 
 def _result(report: Dict[str, Any]) -> Dict[str, Any]:
@@ -142,8 +163,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
     lines.append(
         f"{'':<26}{'GMACs':>8}{'params':>12}{'mAP50':>9}{'mAP50-95':>10}  {'mAP50-95 change':<20}{'ORT speed-up':>12}"
     )
-    inputs = {"depgraph": "baseline (DepGraph input)", "slim": "sparse-trained (slim input)"}
-    for name, label in (("depgraph", "DepGraph"), ("slim", "Network Slimming")):
+    inputs = {
+        "depgraph": "baseline (DepGraph input)",
+        "slim": "sparse-trained (slim input)",
+        "yolo11n_depgraph": "YOLO11n baseline",
+    }
+    methods = [("depgraph", "DepGraph"), ("slim", "Network Slimming"), ("yolo11n_depgraph", "YOLO11n DepGraph")]
+    for name, label in (m for m in methods if m[0] in summary):
         base, final = summary[name]["baseline"], summary[name]["final"]
         lines.append(_row(inputs[name], base, None, None))
         lines.append(_row(f"  → {label}", final, summary[name]["speedup"], base.get("map50_95")))
