@@ -141,3 +141,19 @@ def test_installed_series_is_supported():
     assert ultralytics_prune_plugin.is_active()
     assert internals().supports(ultralytics.__version__)
     assert torch.__version__  # the stack imports together
+
+
+@pytest.mark.parametrize("yaml, layer", [("yolo12n.yaml", "A2C2f"), ("yolov10n.yaml", "SCDown"), ("rtdetr-l.yaml", "HGStem")])
+def test_unsupported_architectures_are_refused_in_one_line(yaml, layer, tmp_path):
+    import ultralytics
+
+    from ultralytics_prune_plugin.pruning.policy import SUPPORTED_LAYERS
+
+    if tuple(int(v) for v in ultralytics.__version__.split(".")[:2]) < (8, 4):
+        pytest.skip("these families ship with the latest series")
+    assert layer not in SUPPORTED_LAYERS
+    proc = run_yolo("prune", f"model={yaml}", "epochs=0", f"imgsz={IMGSZ}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(error) == 1 and f"has a {layer} layer" in error[0], proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
