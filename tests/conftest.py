@@ -36,6 +36,43 @@ def pytest_configure(config):
     SETTINGS.update({"runs_dir": "runs", "weights_dir": "weights"})
 
 
+def ultralytics_series():
+    """The installed Ultralytics series as a tuple, e.g. (8, 4); families and tasks differ between series."""
+    import ultralytics
+
+    return tuple(int(part) for part in ultralytics.__version__.split(".")[:2])
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's in-process tensor work on one thread: on 2 shared cores, contended threads are far slower.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def randomize_batchnorms(model, seed: int = 1):
+    """Give every BatchNorm of ``model`` distinct per-channel statistics and affine parameters, so that swapped or
+    shifted channels change the output; return ``model``."""
+    import torch
+    from torch import nn
+
+    generator = torch.Generator().manual_seed(seed)
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        n = bn.num_features
+        bn.weight.data = 0.5 + torch.rand(n, generator=generator)
+        bn.bias.data = 0.5 * torch.randn(n, generator=generator)
+        bn.running_mean = 0.5 * torch.randn(n, generator=generator)
+        bn.running_var = 0.5 + torch.rand(n, generator=generator)
+    return model
+
+
 def subprocess_env(extra=None):
     """The environment for child processes: this one, minus pytest's marker.
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import subprocess_env
+from conftest import subprocess_env, ultralytics_series
 
 
 def test_quick_demo_end_to_end(tmp_path):
@@ -18,9 +18,7 @@ def test_quick_demo_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "demo_summary.json").read_text())
-    import ultralytics
-
-    yolo11 = tuple(int(v) for v in ultralytics.__version__.split(".")[:2]) >= (8, 3)
+    yolo11 = ultralytics_series() >= (8, 3)
     assert ("yolo11n_depgraph" in summary) == yolo11  # YOLO11n beside YOLOv8n where the series ships it
     for method in ("depgraph", "slim", *(("yolo11n_depgraph",) if yolo11 else ())):
         assert summary[method]["final"]["macs"] < summary[method]["baseline"]["macs"]

@@ -19,6 +19,7 @@ from ultralytics.cfg import get_cfg
 from ultralytics.nn.modules.block import C2f
 from ultralytics.nn.tasks import DetectionModel
 
+from conftest import randomize_batchnorms
 from ultralytics_prune_plugin.nn.c2f_v2 import C2f_v2, replace_c2f_with_c2f_v2, unsplit_blocks
 from ultralytics_prune_plugin.pruning.counting import count_macs_params
 from ultralytics_prune_plugin.pruning.depgraph import (
@@ -35,13 +36,7 @@ NC = 2
 SMALL = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Run this module's tensor work on one thread: on 2 shared cores, 2 contended threads are ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +52,6 @@ def yolov8n_template():
 def yolov8n(yolov8n_template):
     """A private copy of the template for one test."""
     return copy.deepcopy(yolov8n_template)
-
-
-def randomize_batchnorms(model: nn.Module) -> None:
-    """Give every BatchNorm distinct per-channel statistics, so swapped or shifted channels change the output."""
-    generator = torch.Generator().manual_seed(1)
-    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-        n = bn.num_features
-        bn.weight.data = 0.5 + torch.rand(n, generator=generator)
-        bn.bias.data = 0.5 * torch.randn(n, generator=generator)
-        bn.running_mean = 0.5 * torch.randn(n, generator=generator)
-        bn.running_var = 0.5 + torch.rand(n, generator=generator)
 
 
 def detection_batch(imgsz: int) -> dict:

@@ -18,7 +18,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import FAST, YOLO, run_python, run_yolo, subprocess_env
+from conftest import FAST, YOLO, run_python, run_yolo, subprocess_env, ultralytics_series
 
 IMGSZ = 64
 COMMON = (f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", *FAST)
@@ -26,13 +26,10 @@ COMMON = (f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", *FAST)
 
 def _families():
     """The model families the installed Ultralytics ships, as (family, yaml) pairs."""
-    import ultralytics
-
-    major, minor = (int(part) for part in ultralytics.__version__.split(".")[:2])
     families = [("yolov8", "yolov8n.yaml")]
-    if (major, minor) >= (8, 3):
+    if ultralytics_series() >= (8, 3):
         families.append(("yolo11", "yolo11n.yaml"))
-    if (major, minor) >= (8, 4):
+    if ultralytics_series() >= (8, 4):
         families.append(("yolo26", "yolo26n.yaml"))
     return families
 
@@ -145,11 +142,9 @@ def test_installed_series_is_supported():
 
 @pytest.mark.parametrize("yaml, layer", [("yolo12n.yaml", "A2C2f"), ("yolov10n.yaml", "SCDown"), ("rtdetr-l.yaml", "HGStem")])
 def test_unsupported_architectures_are_refused_in_one_line(yaml, layer, tmp_path):
-    import ultralytics
-
     from ultralytics_prune_plugin.pruning.policy import SUPPORTED_LAYERS
 
-    if tuple(int(v) for v in ultralytics.__version__.split(".")[:2]) < (8, 4):
+    if ultralytics_series() < (8, 4):
         pytest.skip("these families ship with the latest series")
     assert layer not in SUPPORTED_LAYERS
     proc = run_yolo("prune", f"model={yaml}", "epochs=0", f"imgsz={IMGSZ}", cwd=tmp_path, check=False)

@@ -26,7 +26,7 @@ import ultralytics.nn.modules.block as blocks
 from ultralytics.nn.modules.block import C2f
 from ultralytics.nn.tasks import DetectionModel
 
-from conftest import subprocess_env
+from conftest import randomize_batchnorms, subprocess_env
 from ultralytics_prune_plugin.engine.checkpoint import save_checkpoint
 from ultralytics_prune_plugin.nn.c2f_v2 import (
     C2f_v2,
@@ -46,25 +46,7 @@ NC = 2
 PLUGIN = "ultralytics_prune_plugin"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One thread: the machine's cores are shared, and contended threads are far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomize_batchnorms(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Give every BatchNorm distinct per-channel statistics and affine parameters."""
-    generator = torch.Generator().manual_seed(seed)
-    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-        n = bn.num_features
-        bn.weight.data = 0.5 + torch.rand(n, generator=generator)
-        bn.bias.data = 0.5 * torch.randn(n, generator=generator)
-        bn.running_mean = 0.5 * torch.randn(n, generator=generator)
-        bn.running_var = 0.5 + torch.rand(n, generator=generator)
-    return model
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(cfg) -> DetectionModel:

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from conftest import FAST, run_python, run_yolo
+from conftest import FAST, run_python, run_yolo, ultralytics_series
 
 IMGSZ = 64
 COMMON = (f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST)
@@ -26,10 +26,7 @@ TASKS = {
 
 
 def _family() -> str:
-    import ultralytics
-
-    major, minor = (int(p) for p in ultralytics.__version__.split(".")[:2])
-    return "yolo11n" if (major, minor) >= (8, 3) else "yolov8n"
+    return "yolo11n" if ultralytics_series() >= (8, 3) else "yolov8n"
 
 
 @pytest.fixture(scope="module", params=list(TASKS))

@@ -17,10 +17,10 @@ import pickle
 import pytest
 import torch
 import torch.nn as nn
-import ultralytics
 from ultralytics import YOLO
 from ultralytics.nn.tasks import yaml_model_load
 
+from conftest import ultralytics_series
 from ultralytics_prune_plugin.config import PluginArgumentError
 from ultralytics_prune_plugin.data import make_dataset
 from ultralytics_prune_plugin.engine.checkpoint import save_checkpoint
@@ -32,7 +32,7 @@ IMGSZ = 64
 NC = 2
 KPT_SHAPE = (4, 3)
 TASK_OF = {"seg": "segment", "pose": "pose", "obb": "obb", "cls": "classify"}
-SERIES = tuple(int(part) for part in ultralytics.__version__.split(".")[:2])
+SERIES = ultralytics_series()
 
 
 def _shipped(name: str) -> bool:
@@ -58,13 +58,7 @@ MODELS = _models()
 FAMILY = "yolov8n" if SERIES < (8, 3) else "yolo11n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One thread: the machine's cores are shared, and contended threads are far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(name: str, kpt_shape=None) -> nn.Module:

@@ -94,3 +94,8 @@ def fix_onnx_export(exporter: ModuleType) -> None:
         too_low = True
     if too_low:
         exporter.get_latest_opset = lambda: ONNX_DEFAULT_OPSET
+
+
+def in_series(version: str, series: str) -> bool:
+    """Return True when the Ultralytics ``version`` (e.g. '8.4.190') belongs to ``series`` (e.g. '8.4')."""
+    return version.split(".")[:2] == series.split(".")

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import sys
 
-from ultralytics_prune_plugin.adapters._legacy_internals import (
+from ultralytics_prune_plugin.adapters._legacy_internals import (  # the internals this series names this way
     after_cfg_print,
     apply_fixes,
     load_weights,
     load_yaml,
     unwrap_model,
 )
-
-SERIES = "8.1"
+from ultralytics_prune_plugin.adapters.compat import in_series
 
 __all__ = ("SERIES", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model")
+
+SERIES = "8.1"
 
 
 def supports(version: str) -> bool:
     """Return True for Ultralytics versions of the 8.1 series."""
-    return version.split(".")[:2] == SERIES.split(".")
+    return in_series(version, SERIES)
 
 
 def apply() -> None:

@@ -1,36 +1,28 @@
-"""Adapter for Ultralytics 8.2.x: the compatibility fixes this series needs on today's stack, and its internals.
-
-Fixes (each applied only when its condition holds, and only inside Ultralytics' own modules):
-
-* torch >= 2.6 loads with ``weights_only=True``, so every checkpoint load of 8.2 fails: Ultralytics' own load call
-  sites (model loading, ``strip_optimizer``, the tuner) get ``weights_only=False``, as later releases pass.
-* numpy >= 2.4 has no ``np.trapz`` (used for mAP): Ultralytics' metrics get ``np.trapezoid`` under that name.
-* torch >= 2.9 exports ONNX with the dynamo exporter by default, and 8.2's opset guess lands on 9 with newer torch:
-  its exporter gets the TorchScript exporter and opset 17.
-
-Then the plugin is registered (:mod:`.common`).
+"""Adapter for Ultralytics 8.2.x: the same compatibility fixes as 8.1 (see :mod:`.ultralytics_8_1`) and the same
+internals' names, then the plugin's registration (:mod:`.common`).
 """
 
 from __future__ import annotations
 
 import sys
 
-from ultralytics_prune_plugin.adapters._legacy_internals import (
+from ultralytics_prune_plugin.adapters._legacy_internals import (  # the internals this series names this way
     after_cfg_print,
     apply_fixes,
     load_weights,
     load_yaml,
     unwrap_model,
 )
-
-SERIES = "8.2"
+from ultralytics_prune_plugin.adapters.compat import in_series
 
 __all__ = ("SERIES", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model")
+
+SERIES = "8.2"
 
 
 def supports(version: str) -> bool:
     """Return True for Ultralytics versions of the 8.2 series."""
-    return version.split(".")[:2] == SERIES.split(".")
+    return in_series(version, SERIES)
 
 
 def apply() -> None:

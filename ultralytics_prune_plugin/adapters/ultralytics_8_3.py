@@ -1,23 +1,27 @@
-"""Adapter for Ultralytics 8.3.x: its internals, and the plugin's registration.
-
-This series loads checkpoints with ``weights_only=False`` itself, integrates with ``np.trapezoid`` on numpy 2 and
-exports ONNX with the TorchScript exporter, so it needs no compatibility fix on today's stack.
+"""Adapter for Ultralytics 8.3.x: like 8.4 (see :mod:`.ultralytics_8_4`), no compatibility fix and the same
+internals' names, then the plugin's registration (:mod:`.common`).
 """
 
 from __future__ import annotations
 
 import sys
 
-from ultralytics_prune_plugin.adapters._modern_internals import after_cfg_print, load_weights, load_yaml, unwrap_model
-
-SERIES = "8.3"
+from ultralytics_prune_plugin.adapters._modern_internals import (  # the internals this series names this way
+    after_cfg_print,
+    load_weights,
+    load_yaml,
+    unwrap_model,
+)
+from ultralytics_prune_plugin.adapters.compat import in_series
 
 __all__ = ("SERIES", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model")
+
+SERIES = "8.3"
 
 
 def supports(version: str) -> bool:
     """Return True for Ultralytics versions of the 8.3 series."""
-    return version.split(".")[:2] == SERIES.split(".")
+    return in_series(version, SERIES)
 
 
 def apply() -> None:
