@@ -82,6 +82,8 @@ def test_depgraph_prune_finetune_val_export(family):
     report = json.loads((run_dir / "prune_report.json").read_text())
     assert report["final"]["macs"] < 0.6 * report["baseline"]["macs"]  # rate 0.5 removes well over 40 % of MACs
     assert report["onnx"]["onnx_agrees"] is True
+    # attention is kept whole and the report says where: YOLO11's C2PSA, YOLO26's too; YOLOv8 has none
+    assert bool(report["kept_whole"]) == (family["yaml"] != "yolov8n.yaml"), report["kept_whole"]
     pruned = run_dir / "weights" / "pruned.pt"
     for checkpoint in (pruned, run_dir / "weights" / "step_1.pt", run_dir / "step_1" / "weights" / "best.pt"):
         assert b"ultralytics_prune_plugin" not in _pickle_bytes(checkpoint), f"{checkpoint} needs the plugin to load"
@@ -127,6 +129,37 @@ def test_interrupted_prune_resumes(family):
     assert [row["step"] for row in report["steps"]] == [1, 2]
     assert report["resumed"] and report["resumed"][0]["steps_done"] == 1
     assert (run_dir / "weights" / "pruned.pt").is_file()
+
+
+def test_interrupted_fine_tune_of_a_pruned_model_resumes_pruned(family):
+    """`yolo train resume` of an interrupted fine-tune rebuilds the pruned network, not the yaml's unpruned one."""
+    work = family["work"]
+    run_yolo("prune", f"model={family['best']}", "rate=0.5", "iterative_steps=1", "epochs=0", f"imgsz={IMGSZ}",
+             "name=for_resume", cwd=work)
+    pruned = work / "runs" / "detect" / "for_resume" / "weights" / "pruned.pt"
+    run_dir = work / "runs" / "detect" / "ft"
+    epochs = 20
+    args = [YOLO, "train", f"model={pruned}", f"data={family['data']}", f"epochs={epochs}", *COMMON, "name=ft"]
+    last, log = run_dir / "weights" / "last.pt", work / "ft.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
+        try:  # kill it between two epoch saves: once last.pt has been written and has stayed unchanged a moment
+            deadline, seen, still = time.time() + 600, None, 0.0
+            while proc.poll() is None and time.time() < deadline and still < 0.1:
+                stamp = last.stat().st_mtime_ns if last.is_file() else None
+                still = still + 0.01 if stamp is not None and stamp == seen else 0.0
+                seen = stamp
+                time.sleep(0.01)
+            assert proc.poll() is None, f"the fine-tune ended before it could be interrupted:\n{log.read_text()[-3000:]}"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+    done = len((run_dir / "results.csv").read_text().strip().splitlines()) - 1
+    assert 1 <= done < epochs
+    run_yolo("train", "resume", f"model={last}", cwd=work)
+    last_row = (run_dir / "results.csv").read_text().strip().splitlines()[-1]
+    assert int(float(last_row.split(",")[0])) == epochs  # the resumed run went on to the last epoch
+    assert _params(run_dir / "weights" / "best.pt") == _params(pruned)
 
 
 def test_installed_series_is_supported():

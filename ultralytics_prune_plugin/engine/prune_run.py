@@ -109,6 +109,7 @@ class PruneRun:
     def _start(self) -> nn.Module:
         """Create the run folder, save and measure the baseline, write the first record; return the model to prune."""
         from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
+        from ultralytics_prune_plugin.pruning.policy import kept_whole
 
         self._open(get_save_dir(self.args))
         self.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +118,9 @@ class PruneRun:
         baseline = self.weights_dir / "baseline.pt"
         save_checkpoint(original, baseline, self.config.train_args(), {"stage": "baseline"})
         model = prepare_for_pruning(original)
+        whole = kept_whole(model)
+        if whole:
+            LOGGER.info(f"{PREFIX}kept whole and unpruned (attention; architecture policy): {', '.join(whole)}")
         self.report = {
             "args": self.config.public_args(),
             "metrics": dict(zip(("map50", "map50_95"), metric_names(self.config.task))),  # what the columns hold
@@ -125,6 +129,7 @@ class PruneRun:
             "steps": [],
             "kept_step": 0,
             "stop_reason": None,
+            "kept_whole": whole,  # modules the architecture policy never prunes
             "run_overrides": {  # what a resume needs to go on with the same arguments
                 "checkpoint": resuming.jsonable_overrides(self.config.checkpoint_overrides),
                 "given": resuming.jsonable_overrides(self.config.user_overrides),

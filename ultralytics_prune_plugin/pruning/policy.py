@@ -133,6 +133,12 @@ def opaque_modules(model: nn.Module) -> List[nn.Module]:
     return [m for m in found if id(m) not in nested]
 
 
+def kept_whole(model: nn.Module) -> List[str]:
+    """Name every opaque module of ``model`` that pruning keeps whole, as ``'model.10 (C2PSA)'``, for the report."""
+    names = {id(m): n for n, m in model.named_modules()}
+    return [f"{names[id(m)]} ({type(m).__name__})" for m in opaque_modules(model)]
+
+
 def ignored_layers(model: nn.Module) -> List[nn.Module]:
     """Return the module instances whose output channels pruning must leave intact.
 

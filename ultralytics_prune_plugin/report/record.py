@@ -82,6 +82,7 @@ class PruneReport(TypedDict, total=False):
     steps: List[StepRow]
     kept_step: int
     stop_reason: Optional[str]
+    kept_whole: List[str]  # modules the architecture policy never prunes, e.g. 'model.10 (C2PSA)'
     run_overrides: Dict[str, Any]  # what a resume needs to go on with the same arguments
     resumed: List[Dict[str, Any]]
     slim: Dict[str, Any]
