@@ -28,7 +28,7 @@ class BuildWithStartupHook(build_py):
 setup(
     name="ultralytics-prune-plugin",
     version="0.1.0",
-    description="Structured pruning (DepGraph, Network Slimming) for Ultralytics YOLOv8, inside the stock yolo CLI",
+    description="Structured pruning (DepGraph, Network Slimming) for Ultralytics YOLO 8.1-8.4, inside the stock yolo CLI",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="AGPL-3.0",

@@ -29,10 +29,12 @@ def foreign(request, tmp_path_factory):
     task, yaml = request.param
     root = tmp_path_factory.mktemp(f"cross-{task}")
     data = make_dataset(root / "shapes", n_train=16, n_val=8, imgsz=IMGSZ, n_classes=2, task=task)
+    # Its own settings (the series rewrite each other's); an absolute project, since a fresh settings file of an old
+    # series points runs_dir at the git checkout that holds its environment.
     env = subprocess_env({"YOLO_CONFIG_DIR": str(root / "other-config")})
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [OTHER_YOLO, task, "train", f"model={yaml}", f"data={data}", "epochs=1", f"imgsz={IMGSZ}", "batch=8",
+        [OTHER_YOLO, task, "train", f"model={yaml}", f"data={data}", f"project={root / 'runs' / task}", "epochs=1", f"imgsz={IMGSZ}", "batch=8",
          "workers=0", "plots=False", *FAST, "name=other"],
         cwd=root, env=env, capture_output=True, text=True, timeout=900,
     )

@@ -1,4 +1,4 @@
-"""ultralytics-prune-plugin: structured pruning (DepGraph, Network Slimming) for Ultralytics YOLOv8 detectors.
+"""ultralytics-prune-plugin: structured pruning (DepGraph, Network Slimming) for Ultralytics YOLO models (8.1-8.4).
 
 Installing the package activates it in every Python process that imports ``ultralytics``; importing this package
 activates it explicitly. ``ULTRALYTICS_PRUNE_PLUGIN_DISABLE=1`` switches it off.

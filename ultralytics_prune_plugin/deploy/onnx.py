@@ -1,4 +1,4 @@
-"""Export YOLOv8 detectors to ONNX, validate them with ONNX Runtime and time them on the CPU.
+"""Export Ultralytics YOLO models to ONNX, validate them with ONNX Runtime and time them on the CPU.
 
 The four public functions are thin, checked wrappers around what Ultralytics 8.1 and ONNX Runtime already do:
 
