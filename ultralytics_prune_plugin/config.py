@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Tuple
 import yaml
 
 METHODS = ("depgraph", "slim")
+IMPORTANCES = ("l2", "l1", "lamp", "taylor", "bn", "random")
 
 
 class PluginArgumentError(ValueError):
@@ -61,7 +62,7 @@ def plugin_docs() -> Dict[str, str]:
 class _Rule:
     """How one key is checked: the converter for its type and the condition on its value."""
 
-    kind: str  # 'float', 'int', 'bool' or 'choice'
+    kind: str  # 'float', 'int', 'bool', 'choice', 'str', 'layer_rates' ({index: rate}) or 'layers' ([index, ...])
     allowed: str  # the allowed values, as the error message words them
     check: Callable[[Any], bool] = lambda v: True
     optional: bool = False  # None (an empty YAML value or 'key=None') is allowed
@@ -75,8 +76,25 @@ _RULES: Dict[str, _Rule] = {
     "round_to": _Rule("int", "an integer >= 1, or None", lambda v: v >= 1, optional=True),
     "min_channels": _Rule("int", "an integer >= 1", lambda v: v >= 1),
     "target_macs": _Rule(
-        "float", "a fraction of the baseline MACs (0 < x < 1), a number of GMACs (>= 1), or None", lambda v: v > 0, True
+        "float", "a fraction of the input's MACs, 0 < target_macs < 1 (for an absolute target use target_gmacs), or None",
+        lambda v: 0.0 < v < 1.0, True,
     ),
+    "target_gmacs": _Rule("float", "a number of GMACs > 0, or None", lambda v: v > 0.0, True),
+    "importance": _Rule("choice", "one of " + ", ".join(f"'{m}'" for m in IMPORTANCES), lambda v: v in IMPORTANCES),
+    "global_pruning": _Rule("bool", "True or False"),
+    "max_layer_rate": _Rule("float", "a number with 0 < max_layer_rate < 1", lambda v: 0.0 < v < 1.0),
+    "isomorphic": _Rule("bool", "True or False"),
+    "layer_rates": _Rule(
+        "layer_rates", "a dict of layer index (int >= 0) to rate (0 <= rate < 1), e.g. {2: 0.3, 8: 0.7}, or None",
+        lambda v: all(k >= 0 and 0.0 <= r < 1.0 for k, r in v.items()), True,
+    ),
+    "ignore_layers": _Rule(
+        "layers", "a list of layer indices (ints >= 0), e.g. [0, 1], or None", lambda v: all(i >= 0 for i in v), True
+    ),
+    "prune_head": _Rule("bool", "True or False"),
+    "distill": _Rule("bool", "True or False"),
+    "teacher": _Rule("str", "the path of a .pt checkpoint, or None", lambda v: bool(v), True),
+    "distill_weight": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
     "sparse": _Rule("bool", "True or False"),
     "sr": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
     "sr_final": _Rule("float", "a number >= 0, or None", lambda v: v >= 0.0, optional=True),
@@ -95,6 +113,12 @@ def _convert(key: str, value: Any, rule: _Rule) -> Any:
         raise bad
     if rule.kind == "choice":
         return value.lower() if isinstance(value, str) else value
+    if rule.kind == "str":
+        if isinstance(value, (str, Path)):
+            return str(value)
+        raise bad
+    if rule.kind in ("layer_rates", "layers"):
+        return _convert_layers(rule.kind, _literal(value), bad)
     if isinstance(value, bool):
         raise bad
     if rule.kind == "int":
@@ -106,6 +130,40 @@ def _convert(key: str, value: Any, rule: _Rule) -> Any:
     if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     raise bad
+
+
+def _literal(value: Any) -> Any:
+    """Parse a dict or list given as text (a ``cfg=`` file or Python may give the object itself)."""
+    if isinstance(value, str):
+        import ast
+
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def _is_index(value: Any) -> bool:
+    """True for an int (or an integral float), not a bool."""
+    return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+
+
+def _convert_layers(kind: str, value: Any, bad: PluginArgumentError) -> Any:
+    """Convert a ``layer_rates`` dict (``{index: rate}``) or an ``ignore_layers`` list (``[index, ...]``)."""
+    if kind == "layers":
+        items = [value] if _is_index(value) else value
+        if not isinstance(items, (list, tuple)) or not all(_is_index(i) for i in items):
+            raise bad
+        return [int(i) for i in items]
+    if not isinstance(value, dict) or not all(_is_index(k) for k in value):
+        raise bad
+    rates = {}
+    for k, r in value.items():
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+            raise bad
+        rates[int(k)] = float(r)
+    return rates
 
 
 def check_plugin_args(cfg: Dict[str, Any]) -> Dict[str, Any]:

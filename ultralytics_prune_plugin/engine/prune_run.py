@@ -196,7 +196,7 @@ class PruneRun:
             else:
                 LOGGER.info(
                     f"{PREFIX}epochs=0: pruning to the requested "
-                    + (f"target_macs={self.args.target_macs}" if self.args.target_macs is not None else f"rate={self.args.rate}")
+                    + (self.target_text() if self.macs_goal() is not None else f"rate={self.args.rate}")
                     + "; max_map_drop is not applied (mAP without fine-tuning always collapses; set it to apply it)"
                 )
 
@@ -280,11 +280,17 @@ class PruneRun:
         return True
 
     def macs_goal(self) -> Optional[float]:
-        """The MACs that ``target_macs`` asks for (a fraction of the baseline's, or GMACs), or None when unset."""
-        target = self.args.target_macs
-        if target is None:
-            return None
-        return target * self.report["baseline"]["macs"] if target < 1 else target * 1e9
+        """The MACs that ``target_macs`` (a fraction of the baseline's) or ``target_gmacs`` asks for; None when unset."""
+        if self.args.target_macs is not None:
+            return self.args.target_macs * self.report["baseline"]["macs"]
+        if self.args.target_gmacs is not None:
+            return self.args.target_gmacs * 1e9
+        return None
+
+    def target_text(self) -> str:
+        """The MACs target as the user gave it, e.g. ``target_macs=0.43``."""
+        key = "target_macs" if self.args.target_macs is not None else "target_gmacs"
+        return f"{key}={getattr(self.args, key):g}"
 
     def _macs_target_met(self, macs: float) -> bool:
         """Return True when ``target_macs`` is set and ``macs`` reaches it."""
@@ -305,10 +311,11 @@ class PruneRun:
         final = self.weights_dir / "pruned.pt"
         write_atomic(final, lambda tmp: shutil.copyfile(source, tmp))
         self.report["final"] = final_record(self.report, final, self.args.rate)
-        if self.args.target_macs is not None:  # set against the kept model, which a budget stop may make earlier
+        if self.macs_goal() is not None:  # set against the kept model, which a budget stop may make earlier
             reached = self.report["final"]["macs"]
+            key = "target_macs" if self.args.target_macs is not None else "target_gmacs"
             self.report["target_macs"] = {
-                "requested": self.args.target_macs, "goal_macs": self.macs_goal(), "reached_macs": reached,
+                "key": key, "requested": getattr(self.args, key), "goal_macs": self.macs_goal(), "reached_macs": reached,
                 "met": self._macs_target_met(reached),
             }
         if self.report["stop_reason"] is None:  # a stop was logged when it happened

@@ -72,7 +72,8 @@ class RunConfig:
     def public_args(self) -> Dict[str, Any]:
         """The arguments that define this run, for the report."""
         keys = ("task", "model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
-        keys += ("max_map_drop", "round_to", "min_channels", "target_macs")
+        keys += ("max_map_drop", "round_to", "min_channels", "target_macs", "target_gmacs", "importance", "global_pruning")
+        keys += ("max_layer_rate", "isomorphic", "layer_rates", "ignore_layers", "prune_head", "distill", "teacher")
         return {k: getattr(self.args, k) for k in keys}
 
 
@@ -103,6 +104,11 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
         train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {})
         input_train_args = {k: v for k, v in train_args.items() if k in INPUT_TRAIN_KEYS}
     args = get_cfg(DEFAULT_CFG, {**checkpoint_overrides, **user_overrides, "mode": "prune"})
+    if args.target_macs is not None and args.target_gmacs is not None:
+        raise PluginArgumentError(
+            f"'target_macs={args.target_macs}' and 'target_gmacs={args.target_gmacs}' were both given: give one MACs "
+            "target, a fraction of the input's MACs (target_macs) or a number of GMACs (target_gmacs)"
+        )
     config = RunConfig(args, yolo.task, checkpoint_overrides, user_overrides, input_train_args,
                        resume_dir=resume_dir, resume_report=resume_report)
     config.epochs_note = _default_epochs(config)

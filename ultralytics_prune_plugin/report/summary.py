@@ -61,7 +61,7 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
         met = "met" if target["met"] else "not met"
         lines.append(
             f"{'target MACs (G)':<24}{target['goal_macs'] / 1e9:>14.3f}{target['reached_macs'] / 1e9:>14.3f}{met:>9}"
-            f"  (target_macs={target['requested']:g}; right: reached)"
+            f"  ({target.get('key', 'target_macs')}={target['requested']:g}; right: reached)"
         )
     if "speedup" in onnx:
         dfl = "  (fast_dfl=True: both exported alike)" if onnx.get("fast_dfl") else ""
