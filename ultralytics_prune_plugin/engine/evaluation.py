@@ -87,6 +87,13 @@ class Evaluator:
         stats = validator(model=deepcopy(model).float().eval())
         return read_metrics(self.config.task, stats)  # the task's metrics under the report's keys
 
+    def loss_gradients(self):
+        """A :class:`~ultralytics_prune_plugin.engine.gradients.LossGradients` on the run's data (``importance=taylor``)."""
+        from ultralytics_prune_plugin.engine.gradients import LossGradients
+
+        keys = ("model", "data", "imgsz", "batch", "device", "workers")  # the model is never loaded, only named
+        return LossGradients(self.config.task, {key: str(getattr(self.args, key)) if key == "model" else getattr(self.args, key) for key in keys})
+
     def fine_tune(self, model: nn.Module, k: int, weights_dir: Path) -> Tuple[nn.Module, float]:
         """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return its best model and the
         seconds it took. It starts from ``weights/step_k_pruned.pt``, so a fresh process (multi-GPU) rebuilds the

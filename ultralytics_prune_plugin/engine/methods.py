@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 
 class DepGraphMethod:
-    """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``.
+    """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``, or, with a MACs target
+    (``target_macs``/``target_gmacs``), rounds that each reach their share of the target.
+
+    With a target, step ``k`` of ``n`` aims at ``baseline * (goal / baseline) ** (k / n)`` MACs (equal factors per
+    step); its ratio is the smallest one that reaches that, found by bisection on copies of the model.
 
     A resumed run starts at ``first_step`` with the same per-step ratio; the model carries its ideal widths
     (``pruning_ideal_widths``), so it ends with the same channel counts as an uninterrupted run.
@@ -35,24 +39,73 @@ class DepGraphMethod:
 
         args = run.config.args
         steps = args.iterative_steps
+        gradients = run.evaluator.loss_gradients() if args.importance == "taylor" else None
+        options = prune_options(args, steps, gradients)
+        goal, base = run.macs_goal(), run.report["baseline"]["macs"]
         ratio = step_ratio(args.rate, steps)
-        for k in range(first_step, steps + 1):
-            LOGGER.info(
-                f"\n{PREFIX}step {k}/{steps}: pruning {ratio:.1%} of the channels of each prunable group "
-                f"(MACs now {run.evaluator.last_macs / 1e9:.3f} G)"
-            )
-            prune_once(model, args.imgsz, ratio, round_to=args.round_to)
-            extra = {"step_ratio": ratio}
-            clamped = self.clamped_layers(model, args.round_to)
-            if clamped:
-                extra["clamped_layers"] = clamped
-                LOGGER.warning(
-                    f"{PREFIX}WARNING ⚠️ rate={args.rate} would leave {clamped} layers without channels; each "
-                    f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
+        try:
+            for k in range(first_step, steps + 1):
+                extra = {}
+                if goal is not None:
+                    step_goal = base * (goal / base) ** (k / steps)
+                    ratio, trials = self.ratio_for(model, step_goal, args, options)
+                    extra.update({"step_goal_macs": step_goal, "ratio_trials": trials})
+                    what = f"{ratio:.1%} of the channels to reach {step_goal / 1e9:.3f} GMACs ({run.target_text()})"
+                else:
+                    what = f"{ratio:.1%} of the channels of each prunable group"
+                if options.global_pruning and goal is None:
+                    what = f"{ratio:.1%} of all prunable channels, ranked globally"
+                LOGGER.info(
+                    f"\n{PREFIX}step {k}/{steps}: pruning {what} (MACs now {run.evaluator.last_macs / 1e9:.3f} G, "
+                    f"importance={args.importance})"
                 )
-            model, stop = run.after_prune(model, k, extra)
-            if stop:
-                break
+                prune_once(model, args.imgsz, ratio, round_to=args.round_to, options=options)
+                extra["step_ratio"] = ratio
+                clamped = self.clamped_layers(model, args.round_to)
+                if clamped:
+                    extra["clamped_layers"] = clamped
+                    LOGGER.warning(
+                        f"{PREFIX}WARNING ⚠️ rate={args.rate} would leave {clamped} layers without channels; each "
+                        f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
+                    )
+                model, stop = run.after_prune(model, k, extra)
+                if stop:
+                    break
+        finally:
+            if gradients is not None:
+                gradients.close()
+
+    @staticmethod
+    def ratio_for(model: nn.Module, goal: float, args, options) -> tuple:
+        """The smallest step ratio whose pruned copy of ``model`` has at most ``goal`` MACs (bisection on copies).
+
+        Returns:
+            ``(ratio, trials)``; the largest ratio tried (0.95) when even that cannot reach the goal.
+        """
+        from dataclasses import replace
+
+        from ultralytics_prune_plugin.engine.gradients import copy_gradients
+        from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, prune_once
+
+        prepare_for_pruning(model)
+        if options.gradients is not None:
+            options.gradients(model)  # once for all trials; each copy gets them
+        trial_options = replace(options, gradients=None)
+
+        def macs_at(r: float) -> float:
+            trial = deepcopy(model)
+            copy_gradients(model, trial)
+            return prune_once(trial, args.imgsz, r, round_to=args.round_to, options=trial_options)["macs_after"]
+
+        low, high, trials = 0.0, 0.95, 1
+        if macs_at(high) > goal:
+            LOGGER.warning(f"{PREFIX}WARNING ⚠️ a step cannot reach {goal / 1e9:.3f} GMACs; pruning at ratio {high}")
+            return high, trials
+        while high - low > 2e-3:
+            mid = (low + high) / 2
+            trials += 1
+            low, high = (low, mid) if macs_at(mid) <= goal else (mid, high)
+        return high, trials
 
     @staticmethod
     def clamped_layers(model: nn.Module, round_to) -> int:
@@ -62,6 +115,10 @@ class DepGraphMethod:
         unit = round_to or 1
         ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}  # keyed by the unsplit names: count them all
         return sum(1 for width in ideal.values() if width < unit / 2)
+
+
+# With a MACs target, slim searches its rate up to this.
+SLIM_MAX_RATE = 0.95
 
 
 class SlimMethod:
@@ -92,10 +149,11 @@ class SlimMethod:
             return slim_prune(target, rate, verbose=verbose, train_args=sparse_args, **kwargs)
 
         rate, target_search = args.rate, None
-        if args.target_macs is not None:
-            # One threshold, so no loop to stop: take the smallest rate <= 'rate' whose MACs meet the target, found by
-            # bisection on copies (MACs never grow with the rate: a higher rate removes a superset of the channels).
-            goal = run.macs_goal()
+        goal = run.macs_goal()
+        if goal is not None:
+            # One threshold, so no loop to stop: take the smallest rate whose MACs meet the target, found by bisection
+            # on copies (MACs never grow with the rate: a higher rate removes a superset of the channels).
+            rate = SLIM_MAX_RATE
             trials = {rate: slim(deepcopy(model), rate, verbose=False).macs_after}
             if trials[rate] <= goal:
                 low, high = 0.0, rate
@@ -106,7 +164,7 @@ class SlimMethod:
                 rate = high
             target_search = {"goal_macs": goal, "rate": rate, "trials": len(trials)}
             LOGGER.info(
-                f"{PREFIX}target_macs={args.target_macs}: slim rate {rate:.3f} of at most {args.rate} "
+                f"{PREFIX}{run.target_text()}: slim rate {rate:.3f} "
                 + (f"meets {goal / 1e9:.3f} GMACs" if trials[rate] <= goal else f"cannot reach {goal / 1e9:.3f} GMACs")
                 + f" ({len(trials)} trial prunes on copies)"
             )
@@ -130,6 +188,25 @@ class SlimMethod:
         if target_search is not None:
             run.report["slim"]["target_macs_search"] = target_search
         run.after_prune(model, 1, {"step_ratio": result.applied_rate})
+
+
+def prune_options(args, steps: int, gradients=None):
+    """The :class:`~ultralytics_prune_plugin.pruning.depgraph.PruneOptions` of one step, from the run's arguments.
+
+    Totals over the run (``max_layer_rate``, ``layer_rates``) become per-step ratios that compound to them.
+    """
+    from ultralytics_prune_plugin.pruning.depgraph import PruneOptions, step_ratio
+
+    return PruneOptions(
+        importance=args.importance,
+        global_pruning=bool(args.global_pruning),
+        max_step_ratio=step_ratio(args.max_layer_rate, steps),
+        isomorphic=bool(args.isomorphic),
+        layer_ratios={i: step_ratio(r, steps) for i, r in (args.layer_rates or {}).items()},
+        ignore_layers=tuple(args.ignore_layers or ()),
+        prune_head=bool(args.prune_head),
+        gradients=gradients,
+    )
 
 
 # The strategy behind each value of the 'method' key.

@@ -310,7 +310,7 @@ class PruneRun:
         source = self.weights_dir / ("baseline.pt" if kept == 0 else f"step_{kept}.pt")
         final = self.weights_dir / "pruned.pt"
         write_atomic(final, lambda tmp: shutil.copyfile(source, tmp))
-        self.report["final"] = final_record(self.report, final, self.args.rate)
+        self.report["final"] = final_record(self.report, final, self.args.rate if self.macs_goal() is None else None)
         if self.macs_goal() is not None:  # set against the kept model, which a budget stop may make earlier
             reached = self.report["final"]["macs"]
             key = "target_macs" if self.args.target_macs is not None else "target_gmacs"

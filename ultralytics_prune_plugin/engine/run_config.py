@@ -25,6 +25,8 @@ from ultralytics_prune_plugin.engine.tasks import TASKS, check_task_data
 PREFIX = colorstr("prune: ")
 # The input checkpoint's training arguments that the run keeps (slim's messages, the default fine-tune length).
 INPUT_TRAIN_KEYS = ("sparse", "sr", "sr_final", "optimizer", "epochs")
+# Keys that only DepGraph pruning reads.
+DEPGRAPH_ONLY_KEYS = ("importance", "global_pruning", "isomorphic", "layer_rates", "prune_head")
 # Without 'epochs', all fine-tunes together get this fraction of the input's own training epochs (see README).
 DEFAULT_FINETUNE_FRACTION = 0.3
 
@@ -117,6 +119,8 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
     if resume_dir is None:
         _check_model(yolo, args)  # a resumed run was checked when it started
     config.data = _resolve_data(config, yolo.model)
+    if args.importance == "taylor" and args.method == "depgraph" and config.data is None:
+        raise PluginArgumentError("'importance=taylor' needs the training loss, hence 'data': give 'data=...'")
     return config
 
 
@@ -132,6 +136,17 @@ def _check_model(yolo, args) -> None:
             + ", ".join(TASKS)
         )
     check_supported(yolo.model, f"model={args.model}")
+    layers = len(yolo.model.model)
+    for key, indices in (("layer_rates", args.layer_rates or {}), ("ignore_layers", args.ignore_layers or [])):
+        outside = [i for i in indices if i >= layers]
+        if outside:
+            raise PluginArgumentError(
+                f"'{key}' names layer {outside[0]}, but 'model={args.model}' has layers 0-{layers - 1} only"
+            )
+    if args.method == "slim":
+        given = [k for k in DEPGRAPH_ONLY_KEYS if getattr(args, k) != getattr(DEFAULT_CFG, k)]
+        if given:
+            LOGGER.warning(f"{PREFIX}WARNING ⚠️ {', '.join(given)} apply to method=depgraph only; method=slim ignores them")
 
 
 def _default_epochs(config: RunConfig) -> Optional[str]:

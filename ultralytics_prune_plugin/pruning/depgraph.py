@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -52,12 +53,60 @@ from ultralytics_prune_plugin.pruning.counting import ImageSize, count_macs_para
 from ultralytics_prune_plugin.pruning.policy import (
     heads,
     ignored_layers,
+    layer_index,
     opaque_for_tracing,
     prunable_convs,
     protected_widths,
 )
 
 IDEAL_WIDTHS_ATTRIBUTE = "pruning_ideal_widths"
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """How one DepGraph step ranks and allocates the channels it removes (the ``yolo prune`` keys of the same names).
+
+    Attributes:
+        importance: ``'l2'``, ``'l1'``, ``'lamp'``, ``'taylor'``, ``'bn'`` or ``'random'`` (:func:`make_importance`).
+        global_pruning: Rank the channels of all groups together (Torch-Pruning's global pruning) instead of removing
+            the same fraction from every group.
+        max_step_ratio: With ``global_pruning``, the largest fraction one group may lose in this step.
+        isomorphic: With ``global_pruning``, rank channels only against groups of the same structure.
+        layer_ratios: Per top-level layer index, this step's ratio for that layer's convolutions (uniform mode).
+        ignore_layers: Top-level layer indices whose output channels are never pruned.
+        prune_head: Prune the head's inner convolutions too (its output convolutions stay protected).
+        gradients: For ``'taylor'``: a function that fills ``.grad`` of the model's parameters from the training loss.
+    """
+
+    importance: str = "l2"
+    global_pruning: bool = False
+    max_step_ratio: float = 1.0
+    isomorphic: bool = False
+    layer_ratios: Dict[int, float] = field(default_factory=dict)
+    ignore_layers: Tuple[int, ...] = ()
+    prune_head: bool = False
+    gradients: Optional[Callable[[nn.Module], None]] = None
+
+
+def make_importance(name: str) -> tp.importance.Importance:
+    """Return Torch-Pruning's group importance criterion for an ``importance=`` value.
+
+    ``l2``/``l1``: the L2/L1 norm of each channel's weights over the whole group (``GroupMagnitudeImportance``);
+    ``lamp``: layer-adaptive magnitude (``LAMPImportance``); ``taylor``: first-order Taylor expansion of the loss,
+    ``|w * dL/dw|`` (``GroupTaylorImportance``; needs gradients); ``bn``: the BatchNorm scale |γ|
+    (``BNScaleImportance``); ``random``: a baseline (``RandomImportance``).
+    """
+    factories = {
+        "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+        "lamp": lambda: tp.importance.LAMPImportance(p=2),
+        "taylor": lambda: tp.importance.GroupTaylorImportance(),
+        "bn": lambda: tp.importance.BNScaleImportance(),
+        "random": lambda: tp.importance.RandomImportance(),
+    }
+    if name not in factories:
+        raise ValueError(f"importance must be one of {', '.join(factories)}, got {name!r}")
+    return factories[name]()
 
 
 def prepare_for_pruning(model: nn.Module) -> nn.Module:
@@ -111,6 +160,7 @@ def build_group_pruner(
     ratio: float,
     round_to: Optional[int] = None,
     pruning_ratio_dict: Optional[Dict[nn.Module, float]] = None,
+    options: Optional[PruneOptions] = None,
 ) -> tp.pruner.BasePruner:
     """Build a new Torch-Pruning group L2-magnitude pruner for one pruning step of ``model``.
 
@@ -124,6 +174,7 @@ def build_group_pruner(
         ratio: Fraction of each group's channels to remove in this step (``iterative_steps=1``).
         round_to: Optional multiple for the kept widths, passed to Torch-Pruning.
         pruning_ratio_dict: Optional per-module ratios that override ``ratio`` (keys must be module instances).
+        options: Importance and allocation (:class:`PruneOptions`); default: group L2, the same ratio everywhere.
 
     Returns:
         A ``tp.pruner.BasePruner``; call ``step()`` once.
@@ -133,15 +184,19 @@ def build_group_pruner(
     """
     if not heads(model):
         raise ValueError("no Ultralytics head found in the model: refusing to prune an unprotected output layer")
+    options = options or PruneOptions()
     with torch.enable_grad(), opaque_for_tracing(model):  # the tracer relies on autograd and asserts it is on
         return tp.pruner.BasePruner(
             model,
             example_inputs,
-            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            importance=make_importance(options.importance),
+            global_pruning=options.global_pruning,
             pruning_ratio=ratio if pruning_ratio_dict is None else 0.0,  # with a dict, unlisted convs stay
             pruning_ratio_dict=pruning_ratio_dict,
+            max_pruning_ratio=options.max_step_ratio,
+            isomorphic=options.isomorphic,
             iterative_steps=1,
-            ignored_layers=ignored_layers(model),
+            ignored_layers=ignored_layers(model, options.ignore_layers),
             round_to=round_to,
             forward_fn=_forward_for_tracing,
             in_channel_groups={},  # fresh dicts: Torch-Pruning's mutable defaults are shared between pruners
@@ -154,20 +209,30 @@ def _forward_for_tracing(model: nn.Module, example_inputs: torch.Tensor):
     return model(example_inputs)
 
 
-def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optional[int] = None) -> dict:
+def prune_once(
+    model: nn.Module,
+    imgsz: ImageSize,
+    ratio: float,
+    round_to: Optional[int] = None,
+    options: Optional[PruneOptions] = None,
+) -> dict:
     """Prune ``ratio`` of the channels of every prunable group of ``model`` once, in place.
 
     Prepares the model (idempotent), plans every prunable convolution's width from its tracked ideal width (see the
     module docstring), builds a new pruner, steps it, restores the training flags, clears the cached criterion,
     turns the unsplit blocks back into stock blocks and marks the model as restructured
-    (:func:`~ultralytics_prune_plugin.nn.structure.mark_restructured`). The ``Detect`` heads keep their output
+    (:func:`~ultralytics_prune_plugin.nn.structure.mark_restructured`). The heads keep their output
     widths; their first convolutions lose input channels with the neck.
+
+    With ``options.global_pruning`` the widths come from :func:`plan_global_widths` (channels ranked across groups)
+    instead of :func:`plan_widths` (the same fraction of every group).
 
     Args:
         model: An Ultralytics ``DetectionModel``.
         imgsz: Image size at which MACs are counted (the graph itself is traced on a small image).
         ratio: Fraction of the current channels to remove, in ``[0, 1)``; use :func:`step_ratio` for iterative runs.
         round_to: Optional multiple that every pruned width is rounded to (nearest, at least one multiple).
+        options: Importance and allocation (:class:`PruneOptions`); default: group L2, the same ratio everywhere.
 
     Returns:
         ``macs_before``/``macs_after``, ``params_before``/``params_after`` (at ``imgsz``), ``channels_before``/
@@ -183,20 +248,25 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     if round_to is not None and round_to < 1:
         raise ValueError(f"round_to must be a positive integer or None, got {round_to}")
+    options = options or PruneOptions()
     prepare_for_pruning(model)
     training_flags = {module: module.training for module in model.modules()}
     macs_before, params_before = count_macs_params(model, imgsz)
     channels_before = channel_counts(model)
     protected_before = protected_widths(model)
-    ideal_widths, ratios = plan_widths(model, ratio, round_to)
 
     start = time.perf_counter()
     try:
-        pruner = build_group_pruner(model, trace_inputs(model), ratio, pruning_ratio_dict=ratios)
+        if options.gradients is not None:
+            options.gradients(model)
+        plan = plan_global_widths if options.global_pruning else plan_widths
+        ideal_widths, ratios = plan(model, ratio, round_to, options)
+        pruner = build_group_pruner(model, trace_inputs(model), ratio, pruning_ratio_dict=ratios, options=options)
         pruner.step()
     finally:  # the tracer switched everything to eval mode
         for module, training in training_flags.items():
             module.training = training
+        model.zero_grad(set_to_none=True)
     prune_seconds = time.perf_counter() - start
 
     setattr(model, IDEAL_WIDTHS_ATTRIBUTE, ideal_widths)
@@ -221,32 +291,106 @@ def prune_once(model: nn.Module, imgsz: ImageSize, ratio: float, round_to: Optio
 
 
 def plan_widths(
-    model: nn.Module, ratio: float, round_to: Optional[int] = None
+    model: nn.Module, ratio: float, round_to: Optional[int] = None, options: Optional[PruneOptions] = None
 ) -> Tuple[Dict[str, float], Dict[nn.Module, float]]:
     """Plan the kept width of every prunable convolution for one step.
 
     Each convolution's ideal width (stored on the model by earlier steps under its unsplit name, else its current
     width) is multiplied by
-    ``1 - ratio``; the kept width is that ideal rounded by :func:`target_width`. Convolutions coupled in one group have
+    ``1 - ratio`` (or ``1 - options.layer_ratios[i]`` for a convolution of layer ``i``); the kept width is that ideal
+    rounded by :func:`target_width`. Convolutions coupled in one group have
     the same current and ideal widths, hence the same ratio, so it does not matter which of them Torch-Pruning reads.
 
     Args:
         model: A detector prepared with :func:`prepare_for_pruning`.
         ratio: Fraction of the ideal width to remove.
         round_to: Optional multiple for the kept widths.
+        options: Per-layer ratios, ignored layers and ``prune_head`` (:class:`PruneOptions`).
 
     Returns:
         ``(ideal_widths, ratios)``: the new ideal width per convolution name (to store after the step succeeds), and
         the exact Torch-Pruning ratio per convolution instance that keeps the planned width.
     """
+    options = options or PruneOptions()
     previous = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}
+    ignored = set(options.ignore_layers)
     ideal_widths, ratios = {}, {}
-    for name, conv in prunable_convs(model):
+    for name, conv in prunable_convs(model, options.prune_head):
         current = conv.out_channels
-        ideal = previous.get(name, float(current)) * (1.0 - ratio)
+        index = layer_index(name)
+        if index in ignored:
+            continue
+        layer_ratio = options.layer_ratios.get(index, ratio)
+        ideal = previous.get(name, float(current)) * (1.0 - layer_ratio)
         ideal_widths[name] = ideal
         ratios[conv] = ratio_keeping(current, target_width(ideal, current, round_to))
     return ideal_widths, ratios
+
+
+def plan_global_widths(
+    model: nn.Module, ratio: float, round_to: Optional[int] = None, options: Optional[PruneOptions] = None
+) -> Tuple[Dict[str, float], Dict[nn.Module, float]]:
+    """Plan one step's widths by ranking channels across groups: ``ratio`` of all prunable channels go.
+
+    Every prunable group (rooted at a convolution of :func:`prunable_convs`) is scored with the step's importance
+    criterion (Torch-Pruning's, normalised within each group as Torch-Pruning's global pruning does); one threshold
+    over all scores decides how many channels each group keeps. No group loses more than ``options.max_step_ratio`` of
+    its channels, kept widths are rounded to ``round_to`` (nearest, at least one multiple), and the two halves of an
+    unsplit block keep the larger of their two widths, so that the block converts back to its stock class. With
+    ``options.isomorphic`` the threshold is set separately within each set of groups of the same structure
+    (isomorphic pruning). A higher ``ratio`` never keeps more channels anywhere, so MACs fall monotonically with it.
+
+    Returns:
+        ``(ideal_widths, ratios)`` as :func:`plan_widths` returns them; the ideal widths are the planned widths.
+    """
+    options = options or PruneOptions()
+    convs = dict((id(conv), (name, conv)) for name, conv in prunable_convs(model, options.prune_head))
+    ignored = set(options.ignore_layers)
+    pruner = build_group_pruner(model, trace_inputs(model), 0.0, pruning_ratio_dict={}, options=options)
+    groups = []  # (member convolutions whose output channels the group removes, scores, structure class)
+    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=[nn.Conv2d]):
+        members = [
+            dep.target.module
+            for dep, _ in group
+            if isinstance(dep.target.module, nn.Conv2d) and getattr(dep.handler, "__name__", "") == "prune_out_channels"
+            and id(dep.target.module) in convs
+        ]
+        if not members or any(layer_index(convs[id(m)][0]) in ignored for m in members):
+            continue
+        importance = pruner.importance(group)
+        if importance is None or len(importance) != members[0].out_channels:
+            continue
+        groups.append((members, importance.detach().float().flatten().cpu(), _structure(group) if options.isomorphic else None))
+    kept = [0] * len(groups)
+    for cls in {g[2] for g in groups}:
+        indices = [i for i, g in enumerate(groups) if g[2] == cls]
+        pooled = torch.cat([groups[i][1] for i in indices])
+        n_remove = int(ratio * len(pooled))
+        threshold = torch.kthvalue(pooled, n_remove).values.item() if n_remove > 0 else -math.inf
+        for i in indices:
+            width = len(groups[i][1])
+            kept[i] = max(math.ceil(width * (1.0 - options.max_step_ratio)), int((groups[i][1] > threshold).sum()))
+    group_of = {id(m): i for i, g in enumerate(groups) for m in g[0]}
+    for module in model.modules():  # both halves of an unsplit block keep the same width
+        pair = [getattr(getattr(module, n, None), "conv", None) for n in ("cv0", "cv1")]
+        if hasattr(module, "stock_class") and all(id(c) in group_of for c in pair):
+            i, j = group_of[id(pair[0])], group_of[id(pair[1])]
+            kept[i] = kept[j] = max(kept[i], kept[j])
+    ideal_widths, ratios = {}, {}
+    for (members, _, _), n_kept in zip(groups, kept):
+        for conv in members:
+            width = target_width(float(n_kept), conv.out_channels, round_to)
+            ideal_widths[convs[id(conv)][0]] = float(width)
+            ratios[conv] = ratio_keeping(conv.out_channels, width)
+    return ideal_widths, ratios
+
+
+def _structure(group) -> tuple:
+    """A signature of a group's structure (module types and weight shapes), for isomorphic pruning."""
+    return tuple(
+        (type(dep.target.module).__name__, tuple(getattr(getattr(dep.target.module, "weight", None), "shape", ())))
+        for dep, _ in group
+    )
 
 
 def target_width(ideal: float, current: int, round_to: Optional[int] = None) -> int:

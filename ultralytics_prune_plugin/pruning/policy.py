@@ -31,7 +31,7 @@ whole ignored YOLO11 head would freeze every neck channel that feeds a depthwise
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch.nn as nn
 
@@ -139,11 +139,12 @@ def kept_whole(model: nn.Module) -> List[str]:
     return [f"{names[id(m)]} ({type(m).__name__})" for m in opaque_modules(model)]
 
 
-def ignored_layers(model: nn.Module) -> List[nn.Module]:
+def ignored_layers(model: nn.Module, layer_indices=()) -> List[nn.Module]:
     """Return the module instances whose output channels pruning must leave intact.
 
-    These are the head output convolutions, the opaque (attention) modules, and the first-half convolution of every
-    unsplit block whose second half runs through an opaque module (so that its halves stay equal).
+    These are the head output convolutions, the opaque (attention) modules, the first-half convolution of every
+    unsplit block whose second half runs through an opaque module (so that its halves stay equal), and every
+    convolution of the top-level layers numbered in ``layer_indices`` (the user's ``ignore_layers``).
     """
     protected = [layer for head in heads(model) for layer in output_layers(head)]
     opaque = opaque_modules(model)
@@ -153,7 +154,16 @@ def ignored_layers(model: nn.Module) -> List[nn.Module]:
         if isinstance(cv0, nn.Module) and isinstance(inner, nn.Module):
             if any(_is_a(sub, tuple(OPAQUE)) for sub in inner.modules()):  # by type: activations are shared objects
                 protected.append(cv0)
+    layers = getattr(model, "model", [])
+    for i in layer_indices:
+        protected += [m for m in layers[i].modules() if isinstance(m, nn.Conv2d) and m not in protected]
     return protected
+
+
+def layer_index(name: str) -> Optional[int]:
+    """The top-level layer index of a qualified module name (``'model.12.cv1.conv'`` → 12), or None."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "model" and parts[1].isdigit() else None
 
 
 def protected_widths(model: nn.Module) -> Dict[str, int]:
@@ -175,10 +185,13 @@ def ignored_module_ids(model: nn.Module) -> Set[int]:
     return {id(sub) for layer in ignored_layers(model) for sub in layer.modules()}
 
 
-def _not_prunable_ids(model: nn.Module) -> Set[int]:
-    """Ids of modules that pruning never picks itself: everything inside a generic-rule head or an opaque module,
-    and the protected layers (a head with a named output layer, such as ``Classify``, prunes its other layers)."""
-    ids = {id(sub) for head in heads(model) if _head_entry(head) is None for sub in head.modules()}
+def _not_prunable_ids(model: nn.Module, prune_head: bool = False) -> Set[int]:
+    """Ids of modules that pruning never picks itself: everything inside a generic-rule head (unless ``prune_head``)
+    or an opaque module, and the protected layers (a head with a named output layer, such as ``Classify``, prunes its
+    other layers)."""
+    ids = set()
+    if not prune_head:
+        ids = {id(sub) for head in heads(model) if _head_entry(head) is None for sub in head.modules()}
     ids |= {id(sub) for m in opaque_modules(model) for sub in m.modules()}
     return ids | ignored_module_ids(model)
 
@@ -193,13 +206,14 @@ def prunable_batchnorms(model: nn.Module) -> List[Tuple[str, nn.BatchNorm2d]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in skip]
 
 
-def prunable_convs(model: nn.Module) -> List[Tuple[str, nn.Conv2d]]:
+def prunable_convs(model: nn.Module, prune_head: bool = False) -> List[Tuple[str, nn.Conv2d]]:
     """Return the convolutions whose output channels pruning may remove, with their qualified names.
 
     Every ``nn.Conv2d`` outside generic-rule heads, opaque modules and protected layers. Head convolutions coupled to these
-    (depthwise ones) follow them without being listed.
+    (depthwise ones) follow them without being listed. With ``prune_head`` the head's inner convolutions are listed
+    too (its output convolutions stay protected).
     """
-    skip = _not_prunable_ids(model)
+    skip = _not_prunable_ids(model, prune_head)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in skip]
 
 

@@ -48,7 +48,7 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
         else:  # a cost: how many times smaller
             change = f"{a / b:.2f}x smaller" if known and b else ""
         lines.append(f"{label:<24}{fmt_value(a, fmt):>14}{fmt_value(b, fmt):>14}  {change}")
-    if "rate_requested" in final:
+    if final.get("rate_requested") is not None:
         applied = report.get("slim", {}).get("applied_rate")
         lines.append(
             f"{'channels removed':<24}{'rate=' + format(final['rate_requested'], 'g'):>14}"
