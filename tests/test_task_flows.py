@@ -3,16 +3,21 @@
 YOLOv8 models on 8.1/8.2, YOLO11 models from 8.3 on. Each task's model is trained for one epoch on generated data of
 its task, then: DepGraph prune with a one-epoch fine-tune (the report and summary name the task's own metric, the
 ONNX Runtime check agrees with PyTorch, the fine-tune kept the structure), slim prune without fine-tune, sparse
-training, and `yolo val` / `yolo export` of the pruned model.
+training, and `yolo val` / `yolo export` of the pruned model. A killed fine-tune of a pruned segmentation model
+resumes (`yolo train resume`) with its pruned structure. From 8.4 on, a YOLO26 pose model (the generated data's
+4 x 3 keypoints) prunes with a one-epoch fine-tune and validates with `yolo val`.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 
 import pytest
 
-from conftest import FAST, run_python, run_yolo, ultralytics_series
+from conftest import FAST, YOLO, run_python, run_yolo, subprocess_env, ultralytics_series
 
 IMGSZ = 64
 COMMON = (f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST)
@@ -45,8 +50,17 @@ def task_model(request, tmp_path_factory):
 
 
 def _params(checkpoint) -> int:
-    code = f"from ultralytics import YOLO\nprint(sum(p.numel() for p in YOLO({str(checkpoint)!r}).model.parameters()))"
-    return int(run_python(code, cwd=checkpoint.parent).stdout.strip().splitlines()[-1])
+    return _param_counts(checkpoint)[0]
+
+
+def _param_counts(*checkpoints) -> list:
+    """Parameter count of each checkpoint's model, all loaded in one fresh process through Ultralytics."""
+    code = (
+        "from ultralytics import YOLO\n"
+        f"for c in {[str(c) for c in checkpoints]!r}:\n"
+        "    print(sum(p.numel() for p in YOLO(c).model.parameters()))\n"
+    )
+    return [int(n) for n in run_python(code, cwd=checkpoints[0].parent).stdout.strip().splitlines()[-len(checkpoints):]]
 
 
 def test_depgraph_prune_finetune_val_export(task_model):
@@ -75,3 +89,61 @@ def test_slim_prune_and_sparse_training(task_model):
              *COMMON, "name=slim", cwd=root)
     report = json.loads((root / "runs" / task / "slim" / "prune_report.json").read_text())
     assert report["final"]["macs"] < report["baseline"]["macs"]
+
+
+@pytest.mark.parametrize("task_model", ["segment"], indirect=True)
+def test_interrupted_fine_tune_of_a_pruned_task_model_resumes_pruned(task_model):
+    """`yolo train resume` of a killed fine-tune of a pruned segmentation model rebuilds the pruned network (not the
+    yaml's unpruned one) and trains on to the last epoch."""
+    task, root, data = task_model["task"], task_model["root"], task_model["data"]
+    run_yolo("prune", f"model={task_model['best']}", "rate=0.5", "iterative_steps=1", "epochs=0", f"imgsz={IMGSZ}",
+             "name=for_resume", cwd=root)
+    pruned = root / "runs" / task / "for_resume" / "weights" / "pruned.pt"
+    run_dir = root / "runs" / task / "ft"
+    epochs = 6  # each epoch takes a few tenths of a second: room to kill the run between two saves
+    args = [YOLO, task, "train", f"model={pruned}", f"data={data}", f"epochs={epochs}", *COMMON, "name=ft"]
+    last, log = run_dir / "weights" / "last.pt", root / "ft.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=root, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
+        try:  # kill it between two epoch saves: once last.pt has been written and has stayed unchanged a moment
+            deadline, seen, still = time.time() + 600, None, 0.0
+            while proc.poll() is None and time.time() < deadline and still < 0.1:
+                stamp = last.stat().st_mtime_ns if last.is_file() else None
+                still = still + 0.01 if stamp is not None and stamp == seen else 0.0
+                seen = stamp
+                time.sleep(0.01)
+            assert proc.poll() is None, f"the fine-tune ended before being interrupted:\n{log.read_text()[-3000:]}"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+    done = len((run_dir / "results.csv").read_text().strip().splitlines()) - 1
+    assert 1 <= done < epochs
+    run_yolo("train", "resume", f"model={last}", cwd=root)
+    last_row = (run_dir / "results.csv").read_text().strip().splitlines()[-1]
+    assert int(float(last_row.split(",")[0])) == epochs  # the resumed run went on to the last epoch
+    assert "seg_loss" in (run_dir / "results.csv").read_text().splitlines()[0]  # still a segmentation run
+    counts = _param_counts(pruned, run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt")
+    assert counts[1:] == counts[:1] * 2, counts
+
+
+@pytest.mark.skipif(ultralytics_series() < (8, 4), reason="YOLO26 ships from Ultralytics 8.4 on")
+def test_yolo26_pose_prune_finetune_val(tmp_path):
+    """A YOLO26 pose model trained one epoch on generated data (4 x 3 keypoints, not the yaml's 17 x 3) prunes with
+    a one-epoch fine-tune through `yolo prune`, and the pruned checkpoint validates with `yolo val`."""
+    from ultralytics_prune_plugin.data import make_dataset
+
+    data = make_dataset(tmp_path / "data", n_train=16, n_val=8, imgsz=IMGSZ, n_classes=2, task="pose")
+    run_yolo("pose", "train", "model=yolo26n-pose.yaml", f"data={data}", "epochs=1", *COMMON, "name=base",
+             cwd=tmp_path)
+    best = tmp_path / "runs" / "pose" / "base" / "weights" / "best.pt"
+    run_yolo("prune", f"model={best}", f"data={data}", "rate=0.5", "iterative_steps=1", "epochs=1", *COMMON,
+             "name=p26", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "pose" / "p26"
+    report = json.loads((run_dir / "prune_report.json").read_text())
+    assert report["metrics"]["map50_95"] == TASKS["pose"][1]
+    assert report["final"]["macs"] < 0.8 * report["baseline"]["macs"]
+    assert report["onnx"]["onnx_agrees"] is True
+    pruned = run_dir / "weights" / "pruned.pt"
+    assert _param_counts(run_dir / "step_1" / "weights" / "best.pt", pruned) == [report["final"]["params"]] * 2
+    proc = run_yolo("val", f"model={pruned}", f"data={data}", f"imgsz={IMGSZ}", "batch=8", "workers=0", cwd=tmp_path)
+    assert "Pose(P" in proc.stdout + proc.stderr and "all" in proc.stdout + proc.stderr

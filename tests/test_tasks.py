@@ -289,3 +289,36 @@ def test_validate_onnx_classify(fine_tuned, task_data, tmp_path):
         "map50": pytest.approx(trainer.metrics["metrics/accuracy_top5"]),
         "map50_95": pytest.approx(trainer.metrics["metrics/accuracy_top1"]),
     }
+
+
+@pytest.mark.skipif(not _shipped("yolo26n-pose.yaml"), reason="yolo26n-pose.yaml not shipped")
+@pytest.mark.parametrize("method", ["depgraph", "slim"])
+def test_pose26_other_keypoint_shape(method, task_data, tmp_path):
+    """A YOLO26 pose model predicting the generated data's 4 x 3 keypoints (not the yaml's 17 x 3) prunes with both
+    pruners (Torch-Pruning's shape inference used to fail on Pose26's keypoint decode): the one-to-one branches
+    shrink their inputs with the neck like the one-to-many ones, every output keeps its shape in eval and training
+    mode, and the pruned model predicts and fine-tunes one epoch with its structure."""
+    model = build("yolo26n-pose.yaml", KPT_SHAPE)
+    before = output_shapes(model)
+    params = sum(p.numel() for p in model.parameters())
+    if method == "depgraph":
+        depgraph.prune_once(model, IMGSZ, 0.5)
+    else:
+        slim.slim_prune(model, 0.5, imgsz=IMGSZ, verbose=False)
+    assert output_shapes(model) == before
+    (head,) = policy.heads(model)
+    for branch in ("cv2", "cv3", "cv4"):
+        widths = [next(m for m in getattr(head, prefix + branch)[i].modules() if isinstance(m, nn.Conv2d)).in_channels
+                  for prefix in ("", "one2one_") for i in range(head.nl)]
+        assert widths[: head.nl] == widths[head.nl :], (branch, widths)
+    pruned = sum(p.numel() for p in model.parameters())
+    assert pruned < 0.8 * params
+    weights = save_checkpoint(model, tmp_path / "pruned.pt", {"task": "pose", "imgsz": IMGSZ})
+    yolo = YOLO(str(weights), task="pose")
+    (result, *_) = yolo.predict(torch.rand(1, 3, IMGSZ, IMGSZ), imgsz=IMGSZ, verbose=False)
+    assert tuple(result.keypoints.data.shape[1:]) == KPT_SHAPE
+    yolo.train(
+        data=str(task_data["pose"]), epochs=1, imgsz=IMGSZ, batch=4, workers=0, plots=False, deterministic=False,
+        project=str(tmp_path), name="tune", exist_ok=True, amp=False, verbose=False, val=False,
+    )
+    assert sum(p.numel() for p in yolo.trainer.model.parameters()) == pruned

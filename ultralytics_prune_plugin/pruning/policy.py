@@ -48,6 +48,11 @@ HEAD_PART_OUTPUTS = {"Proto": ("cv3",), "Proto26": ("cv3", "semseg")}
 # only in training): traced with their own training flag on, so that the pruners see the branch and shrink its inputs
 # with the neck (their submodules stay in eval mode, so no BatchNorm statistics change).
 TRAINING_BRANCHES = ("Proto26",)
+# Heads traced through their raw output branches only (:func:`_run_branches`): every branch runs (one-to-many,
+# one-to-one, training-only) and nothing is decoded. Pose26's eval output concatenates decoded boxes, scores and
+# keypoints, and Torch-Pruning 1.6's shape inference fails on that concatenation for some keypoint shapes (4 x 3);
+# the decode holds no prunable channel (every branch's output layer is protected), so the tracer does not need it.
+RAW_BRANCHES = ("Pose26",)
 # Modules traced as one unit and never pruned, with the attribute holding their output projection (in = out width).
 OPAQUE = {"Attention": "proj", "AAttn": "proj", "C2PSA": "cv2"}
 # Top-level layer types (``model.model[i]``) the policy covers; anything else is refused by name.
@@ -233,6 +238,32 @@ def _run_as_training(module: nn.Module, *args, **kwargs):
         module.training = was
 
 
+def _run_branches(head: nn.Module, x: List):
+    """Run every output branch of an Ultralytics 8.4 head on the features ``x``, undecoded, for tracing only.
+
+    The one-to-many branches and, for an end-to-end head, the one-to-one branches, on the same (not detached)
+    features, with the head's own training flag on so that its training-only branches (Pose26's keypoint sigmas) run
+    as well; its submodules keep their mode. Nothing is decoded (no anchors, no concatenation of the branches).
+
+    Args:
+        head: A head with ``forward_head``, ``one2many`` and ``one2one`` (see :data:`RAW_BRANCHES`).
+        x: The neck features, one per detection level.
+
+    Returns:
+        ``{"one2many": ..., "one2one": ...}`` (the second only for an end-to-end head): each the dict of raw branch
+        outputs that ``forward_head`` returns.
+    """
+    was = head.training
+    head.training = True
+    try:
+        preds = {"one2many": head.forward_head(x, **head.one2many)}
+        if getattr(head, "one2one_cv2", None) is not None:
+            preds["one2one"] = head.forward_head(x, **head.one2one)
+        return preds
+    finally:
+        head.training = was
+
+
 @contextmanager
 def opaque_for_tracing(model: nn.Module):
     """While Torch-Pruning traces ``model``, run every opaque module as its output projection alone.
@@ -244,7 +275,8 @@ def opaque_for_tracing(model: nn.Module):
     nothing inside it is pruned. The real ``forward`` is back as soon as the block exits.
 
     Modules of :data:`TRAINING_BRANCHES` run their training-only branch as well (their own training flag is on while
-    they run, their submodules stay in eval mode), so the tracer records the channels those branches consume.
+    they run, their submodules stay in eval mode), so the tracer records the channels those branches consume. Heads
+    of :data:`RAW_BRANCHES` run all their output branches and skip the decode (:func:`_run_branches`).
     """
     replaced = []
     for module in opaque_modules(model):
@@ -254,6 +286,9 @@ def opaque_for_tracing(model: nn.Module):
     for module in model.modules():
         if _is_a(module, TRAINING_BRANCHES):
             module.forward = lambda *args, module=module, **kwargs: _run_as_training(module, *args, **kwargs)
+            replaced.append(module)
+        elif _is_a(module, RAW_BRANCHES):
+            module.forward = lambda x, module=module: _run_branches(module, x)
             replaced.append(module)
     try:
         yield model
