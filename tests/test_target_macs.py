@@ -21,41 +21,49 @@ def _prune(tmp_path, name, *args):
     return report, proc.stdout + proc.stderr
 
 
-def test_depgraph_stops_at_the_macs_target(tmp_path):
-    report, log = _prune(tmp_path, "dep", "rate=0.7", "iterative_steps=4", "target_macs=0.6")
+def test_depgraph_derives_each_step_from_the_target(tmp_path):
+    report, log = _prune(tmp_path, "dep", "iterative_steps=2", "target_macs=0.6")
     base, steps, target = report["baseline"]["macs"], report["steps"], report["target_macs"]
-    assert target["requested"] == pytest.approx(0.6)
+    assert target["key"] == "target_macs" and target["requested"] == pytest.approx(0.6)
     assert target["goal_macs"] == pytest.approx(0.6 * base)
-    # The loop stopped at the first step whose MACs meet the target, before the 4 steps that 'rate' asks for.
-    assert 1 <= len(steps) < 4
-    assert all(step["macs"] > target["goal_macs"] for step in steps[:-1])
-    assert steps[-1]["macs"] <= target["goal_macs"]
-    assert report["stop_reason"] == f"target_macs reached at step {len(steps)}"
-    assert target["met"] is True
-    assert "target MACs (G)" in log and " met  (target_macs=0.6" in log
-    # The report sets what was reached against the target, and the result is that step.
-    assert target["reached_macs"] == steps[-1]["macs"] == report["final"]["macs"]
-    assert report["final"]["step"] == len(steps)
-    assert report["args"]["target_macs"] == pytest.approx(0.6)
-    assert "target_macs reached" in log
+    # No rate to guess: step k of 2 aims at base * 0.6 ** (k / 2), and its ratio is the smallest that gets there.
+    assert len(steps) == 2
+    for k, step in enumerate(steps, 1):
+        assert step["step_goal_macs"] == pytest.approx(base * 0.6 ** (k / 2))
+        assert 0.85 * step["step_goal_macs"] <= step["macs"] <= step["step_goal_macs"]
+        assert 0.0 < step["step_ratio"] < 0.95 and step["ratio_trials"] > 1
+    assert report["stop_reason"] == "target_macs reached at step 2"
+    assert target["met"] is True and target["reached_macs"] == steps[-1]["macs"] == report["final"]["macs"]
+    assert report["final"]["rate_requested"] is None  # 'rate' played no part
+    assert " met  (target_macs=0.6" in log and "to reach" in log
 
 
-def test_depgraph_target_out_of_reach_runs_all_steps(tmp_path):
-    report, _ = _prune(tmp_path, "far", "rate=0.3", "iterative_steps=2", "target_macs=0.1")
+def test_absolute_target_has_its_own_key(tmp_path):
+    base = _prune(tmp_path, "probe", "iterative_steps=1", "rate=0.1")[0]["baseline"]["macs"]
+    gmacs = round(0.5 * base / 1e9, 4)
+    report, log = _prune(tmp_path, "abs", "iterative_steps=1", f"target_gmacs={gmacs}")
     target = report["target_macs"]
-    assert len(report["steps"]) == 2  # 'rate' bounds the run: it never prunes beyond it to chase the target
+    assert target["key"] == "target_gmacs" and target["goal_macs"] == pytest.approx(gmacs * 1e9)
+    assert target["met"] is True and target["reached_macs"] >= 0.85 * gmacs * 1e9
+    assert f"target_gmacs={gmacs:g}" in log
+
+
+def test_depgraph_target_out_of_reach_is_said(tmp_path):
+    report, log = _prune(tmp_path, "far", "iterative_steps=1", "target_macs=0.01")
+    target = report["target_macs"]
+    assert report["steps"][0]["step_ratio"] == pytest.approx(0.95)  # the most a step prunes
     assert target["reached_macs"] == report["final"]["macs"] > target["goal_macs"]
     assert target["met"] is False
-    assert not report["stop_reason"].startswith("target_macs reached")
+    assert "cannot reach" in log
 
 
 def test_slim_chooses_the_rate_that_meets_the_macs_target(tmp_path):
-    report, log = _prune(tmp_path, "slim", "method=slim", "rate=0.7", "target_macs=0.6")
+    report, log = _prune(tmp_path, "slim", "method=slim", "target_macs=0.6")
     base, target, slim = report["baseline"]["macs"], report["target_macs"], report["slim"]
     search = slim["target_macs_search"]
     assert target["goal_macs"] == pytest.approx(0.6 * base) == pytest.approx(search["goal_macs"])
-    # One threshold: the rate is lowered from 0.7 to the smallest that meets the target, not applied in full.
-    assert 0.0 < search["rate"] < 0.7
+    # One threshold: the smallest rate that meets the target.
+    assert 0.0 < search["rate"] < 0.95
     assert slim["requested_rate"] == pytest.approx(search["rate"])
     assert len(report["steps"]) == 1
     reached = report["steps"][0]["macs"]
@@ -66,10 +74,10 @@ def test_slim_chooses_the_rate_that_meets_the_macs_target(tmp_path):
     assert "target_macs=0.6: slim rate" in log
 
 
-def test_slim_target_out_of_reach_applies_the_full_rate(tmp_path):
-    report, log = _prune(tmp_path, "slim_far", "method=slim", "rate=0.3", "target_macs=0.1")
+def test_slim_target_out_of_reach_is_said(tmp_path):
+    report, log = _prune(tmp_path, "slim_far", "method=slim", "target_macs=0.01")
     target, slim = report["target_macs"], report["slim"]
-    assert slim["target_macs_search"]["rate"] == pytest.approx(0.3)  # never beyond 'rate'
+    assert slim["target_macs_search"]["rate"] == pytest.approx(0.95)
     assert target["reached_macs"] == report["final"]["macs"] > target["goal_macs"]
     assert target["met"] is False
     assert not report["stop_reason"].startswith("target_macs reached")

@@ -1,0 +1,274 @@
+"""Pruning recipes compared at equal MACs and equal training epochs (``make bench`` part 4).
+
+A channel rate cannot be compared across methods (slim removes cheap channels, DepGraph removes them uniformly), so
+every recipe here is given the same MACs target (``target_macs``) and the same training budget after the input model:
+``EPOCHS`` epochs in all, sparse-training epochs included. Flow, through the plugin's public CLI only:
+
+1. ``make_dataset(..., difficulty="hard")`` (the data of part 1) and, per model, ``yolo train`` of ``<model>.yaml``
+   for ``--base-epochs`` epochs: the input every recipe starts from (trained once, reused by later runs).
+2. Per model, target and recipe: ``yolo prune model=<input> target_macs=<t> ...`` with the recipe's keys (see
+   :data:`RECIPES`); recipes with sparse training first run ``yolo train`` on the input with ``sparse=True``.
+3. The run's report gives MACs, mAP50-95 (PyTorch) and wall time; afterwards every result and its input are exported
+   at 640 px and timed together in ONNX Runtime (CPU, batch 1, all files of a model taking turns run by run).
+
+Writes ``results_equal_macs.json``, ``results_equal_macs.md`` and two plots next to this file.
+Run: ``python benchmarks/equal_macs.py [--models yolov8n yolo11n] [--targets 0.5 0.43 0.3] [--recipes ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, List
+
+HERE = Path(__file__).resolve().parent
+EPOCHS = 10  # training epochs after the input, in every recipe
+STEPS = 2  # DepGraph steps; each fine-tunes EPOCHS // STEPS epochs
+IMGSZ, N_TRAIN, N_VAL, N_CLASSES = 160, 600, 150, 6
+COMMON = ["imgsz=160", "batch=16", "workers=0", "seed=0", "deterministic=False", "plots=False"]
+
+# name -> (what it is, epochs of sparse training first, keys of `yolo prune`). Every recipe totals EPOCHS epochs.
+RECIPES: Dict[str, Any] = {
+    "l2": ("DepGraph, group L2, same fraction per layer; no distillation (the plugin's recipe before issue 12)", 0,
+           [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=False"]),
+    "l2+kd": ("the same, with the input distilled into every fine-tune", 0,
+              [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True"]),
+    "l2+kd+nowarmup": ("the same, fine-tunes without warm-up", 0,
+                       [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "warmup_epochs=0"]),
+    "global+kd": ("DepGraph, channels ranked globally (max_layer_rate 0.8), distilled", 0,
+                  [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "global_pruning=True"]),
+    "taylor+kd": ("DepGraph, Taylor importance, distilled", 0,
+                  [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "importance=taylor"]),
+    "lamp+kd": ("DepGraph, LAMP importance ranked globally, distilled", 0,
+                [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "importance=lamp",
+                 "global_pruning=True"]),
+    "head+kd": ("DepGraph with prune_head=True, distilled", 0,
+                [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "prune_head=True"]),
+    "slim+kd": ("Network Slimming: 5 sparse epochs (sr 0.01), one threshold, 5 distilled fine-tune epochs", 5,
+                ["method=slim", f"epochs={EPOCHS - 5}", "distill=True"]),
+    "default": ("`yolo prune target_macs=T iterative_steps=2 epochs=5` with every other key at its default", 0,
+                [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}"]),
+}
+
+
+def _yolo() -> str:
+    """The ``yolo`` command of the running interpreter's environment."""
+    path = Path(sys.executable).with_name("yolo")
+    return str(path) if path.exists() else "yolo"
+
+
+def _run(args: List[str], log: Path, cwd: Path) -> float:
+    """Run ``yolo <args>``, its output to ``log``; return the wall time. Raises on failure, naming the log."""
+    start = time.time()
+    with open(log, "w") as f:
+        proc = subprocess.run([_yolo(), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ})
+    if proc.returncode:
+        raise RuntimeError(f"yolo {' '.join(args)} failed (exit {proc.returncode}); see {log}")
+    return time.time() - start
+
+
+def _input_model(model: str, data: str, work: Path, epochs: int) -> Path:
+    """Train ``<model>.yaml`` once (reused when its weights exist); return its best weights."""
+    best = work / "runs" / f"base_{model}" / "weights" / "best.pt"
+    if not best.is_file():
+        _run(["detect", "train", f"model={model}.yaml", f"data={data}", f"epochs={epochs}", *COMMON,
+              f"project={work / 'runs'}", f"name=base_{model}", "exist_ok=True"], work / f"base_{model}.log", work)
+    return best
+
+
+def _sparse_input(base: Path, data: str, work: Path, model: str, epochs: int) -> Path:
+    """Sparse-train the input for ``epochs`` epochs once (for slim recipes); return its last weights."""
+    name = f"sparse_{model}_{epochs}"
+    last = work / "runs" / name / "weights" / "last.pt"
+    if not last.is_file():
+        _run(["train", f"model={base}", f"data={data}", f"epochs={epochs}", "sparse=True", "sr=0.01", *COMMON,
+              "close_mosaic=0", f"project={work / 'runs'}", f"name={name}", "exist_ok=True"], work / f"{name}.log", work)
+    return last
+
+
+def run_recipe(model: str, target: float, recipe: str, base: Path, data: str, work: Path) -> Dict[str, Any]:
+    """One prune run of ``recipe`` at ``target``; the row of the results table."""
+    _, sparse_epochs, keys = RECIPES[recipe]
+    source, pre_s = base, 0.0
+    if sparse_epochs:
+        start = time.time()
+        source = _sparse_input(base, data, work, model, sparse_epochs)
+        pre_s = time.time() - start  # 0 when reused: the table reports the first measurement
+    name = f"{model}_{target}_{recipe}".replace("+", "-")
+    run_dir = work / "runs" / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    seconds = _run(["prune", f"model={source}", f"data={data}", f"target_macs={target}", *keys, *COMMON,
+                    f"project={work / 'runs'}", f"name={name}", "exist_ok=True"], work / f"{name}.log", work)
+    report = json.loads((run_dir / "prune_report.json").read_text())
+    base_report = report["baseline"]
+    return {
+        "model": model, "target": target, "recipe": recipe, "run": str(run_dir),
+        "input_map50_95": None, "source_map50_95": base_report["map50_95"],
+        "macs_before": base_report["macs"], "macs_after": report["final"]["macs"],
+        "map50_95": report["final"]["map50_95"], "kept_step": report["final"]["step"],
+        "prune_s": seconds, "sparse_s": pre_s,
+        "finetune_s": sum(row.get("finetune_s", 0.0) for row in report["steps"]),
+        "pt": str(run_dir / "weights" / "pruned.pt"),
+    }
+
+
+def time_at_640(rows: List[Dict[str, Any]], inputs: Dict[str, Path], work: Path, runs: int = 20) -> None:
+    """Export every result and input at 640 px and time them together in ONNX Runtime; fill ``ort_ms``/``speedup``."""
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.deploy.onnx import measure_latency
+
+    for model, base in inputs.items():
+        files = {"input": base}
+        files.update({r["recipe"] + f"@{r['target']}": Path(r["pt"]) for r in rows if r["model"] == model})
+        onnx = {}
+        for label, pt in files.items():
+            target = work / "onnx640" / model / f"{label.replace('+', '-').replace('@', '_')}.pt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pt, target)
+            onnx[label] = YOLO(str(target)).export(format="onnx", imgsz=640, opset=17, simplify=False)
+        latency = measure_latency(onnx, 640, runs=runs, warmup=3)
+        base_ms = latency["input"]["median_ms"]
+        for r in rows:
+            if r["model"] == model:
+                r["ort_ms"] = latency[r["recipe"] + f"@{r['target']}"]["median_ms"]
+                r["input_ort_ms"] = base_ms
+                r["speedup"] = base_ms / r["ort_ms"]
+
+
+def markdown(record: Dict[str, Any]) -> str:
+    """The results as a Markdown page."""
+    env = record["environment"]
+    lines = [
+        "# Recipes at equal MACs and equal epochs",
+        "",
+        f"Command: `python benchmarks/equal_macs.py {' '.join(record['argv'])}`, started {record['started']}, "
+        f"finished {record['finished']} on {env['machine']}; {env['versions']}.",
+        "",
+        f"Data: the generated hard data of part 1 ({N_TRAIN} training and {N_VAL} validation images at {IMGSZ} px, "
+        f"{N_CLASSES} classes). Input: `<model>.yaml` trained for {record['base_epochs']} epochs. Every recipe gets "
+        f"`target_macs` and {EPOCHS} training epochs after the input, sparse-training epochs included (DepGraph: "
+        f"{STEPS} steps × {EPOCHS // STEPS} fine-tune epochs). *kept*: the result's mAP50-95 over the input's (both "
+        "Ultralytics validation of the PyTorch model). Latency: ONNX Runtime CPU, batch 1, 640 px, median of "
+        "20 runs, all files of a model taking turns; other work ran on the machine at the same time, so the "
+        "latencies are noisy. Wall time: the whole `yolo prune` run (validations, ONNX check included) plus any "
+        "sparse training.",
+        "",
+        "| model | target MACs | recipe | GMACs (160 px) | MACs cut | mAP50-95 | kept | ORT 640 ms | speed-up | wall (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['target']} | {r['recipe']} | {r['macs_after'] / 1e9:.3f} | "
+            f"{r['macs_before'] / r['macs_after']:.2f}× | {r['map50_95']:.3f} | **{r['kept']:.1%}** | "
+            f"{r.get('ort_ms', float('nan')):.1f} | {r.get('speedup', float('nan')):.2f}× | "
+            f"{(r['prune_s'] + r['sparse_s']) / 60:.1f} |"
+        )
+    lines += ["", "Recipes:", ""]
+    lines += [f"- **{name}**: {what}; keys `{' '.join(keys)}`." for name, (what, _, keys) in RECIPES.items()
+              if any(r["recipe"] == name for r in record["rows"])]
+    lines += ["", "![mAP50-95 against MACs](equal_macs_map_vs_macs.png)",
+              "![mAP50-95 against latency](equal_macs_map_vs_latency.png)", ""]
+    return "\n".join(lines)
+
+
+def plots(record: Dict[str, Any]) -> None:
+    """mAP50-95 kept against MACs cut and against 640 px latency, one marker per recipe."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for x_key, x_label, file in (
+        ("macs_cut", "MACs cut (×)", "equal_macs_map_vs_macs.png"),
+        ("ort_ms", "ONNX Runtime latency at 640 px (ms)", "equal_macs_map_vs_latency.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for recipe in sorted({r["recipe"] for r in record["rows"]}):
+            for model, marker in (("yolov8n", "o"), ("yolo11n", "s")):
+                pts = [r for r in record["rows"] if r["recipe"] == recipe and r["model"] == model]
+                if pts:
+                    xs = [r["macs_before"] / r["macs_after"] if x_key == "macs_cut" else r.get("ort_ms") for r in pts]
+                    ax.plot(xs, [r["kept"] for r in pts], marker=marker, linestyle="-", label=f"{model} {recipe}")
+        ax.axhline(0.97, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("mAP50-95 kept (fraction of the input's)")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(HERE / file, dpi=120)
+        plt.close(fig)
+
+
+def main(argv=None) -> Dict[str, Any]:
+    """Run the comparison and write its files."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n"])
+    parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.43, 0.3])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--base-epochs", type=int, default=50)
+    parser.add_argument("--work", default=str(HERE.parent / "runs" / "bench_equal_macs"))
+    parser.add_argument("--merge", action="store_true", help="keep rows of earlier runs for other combinations")
+    parser.add_argument("--no-latency", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+    import ultralytics
+
+    from ultralytics_prune_plugin.data import make_dataset
+
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    out_json = HERE / "results_equal_macs.json"
+    record = json.loads(out_json.read_text()) if args.merge and out_json.exists() else {"rows": []}
+    record.update({
+        "argv": list(argv if argv is not None else sys.argv[1:]),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "base_epochs": args.base_epochs,
+        "environment": {
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "versions": f"Python {platform.python_version()}, torch {torch.__version__}, "
+                        f"ultralytics {ultralytics.__version__}",
+        },
+    })
+    data = str(make_dataset(work / "data", n_train=N_TRAIN, n_val=N_VAL, imgsz=IMGSZ, n_classes=N_CLASSES, seed=0,
+                            difficulty="hard"))
+    inputs = {}
+    for model in args.models:
+        inputs[model] = _input_model(model, data, work, args.base_epochs)
+        for target in args.targets:
+            for recipe in args.recipes:
+                row = run_recipe(model, target, recipe, inputs[model], data, work)
+                record["rows"] = [r for r in record["rows"] if (r["model"], r["target"], r["recipe"]) != (model, target, recipe)]
+                record["rows"].append(row)
+                out_json.write_text(json.dumps(record, indent=1))
+                print(f"{model} target {target} {recipe}: mAP50-95 {row['map50_95']:.3f}", flush=True)
+    for r in record["rows"]:
+        base_map = json.loads((Path(r["run"]) / "prune_report.json").read_text())["baseline"]["map50_95"]
+        if RECIPES[r["recipe"]][1]:  # a sparse-trained source: compare with the plain input
+            base_map = next(
+                (x["source_map50_95"] for x in record["rows"] if x["model"] == r["model"] and not RECIPES[x["recipe"]][1]),
+                base_map,
+            )
+        r["input_map50_95"] = base_map
+        r["kept"] = r["map50_95"] / base_map
+    if not args.no_latency:
+        time_at_640([r for r in record["rows"] if r["model"] in inputs], inputs, work)
+    record["rows"].sort(key=lambda r: (r["model"], -r["target"], r["recipe"]))
+    record["finished"] = datetime.now().isoformat(timespec="seconds")
+    out_json.write_text(json.dumps(record, indent=1))
+    (HERE / "results_equal_macs.md").write_text(markdown(record))
+    plots(record)
+    return record
+
+
+if __name__ == "__main__":
+    main()
