@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Tuple
 import yaml
 
 METHODS = ("depgraph", "slim")
+SPARSE_METHODS = ("group",)  # methods of sparse training only: `yolo sparse method=group`
 IMPORTANCES = ("l2", "l1", "lamp", "taylor", "bn", "random")
 
 
@@ -69,7 +70,11 @@ class _Rule:
 
 
 _RULES: Dict[str, _Rule] = {
-    "method": _Rule("choice", "one of " + ", ".join(f"'{m}'" for m in METHODS), lambda v: v in METHODS),
+    "method": _Rule(
+        "choice",
+        "one of " + ", ".join(f"'{m}'" for m in METHODS + SPARSE_METHODS) + " ('group': sparse training only)",
+        lambda v: v in METHODS + SPARSE_METHODS,
+    ),
     "rate": _Rule("float", "a number with 0 < rate < 1", lambda v: 0.0 < v < 1.0),
     "iterative_steps": _Rule("int", "an integer >= 1", lambda v: v >= 1),
     "max_map_drop": _Rule("float", "a number >= 0", lambda v: v >= 0.0),

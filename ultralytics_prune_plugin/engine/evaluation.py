@@ -24,6 +24,17 @@ from ultralytics_prune_plugin.engine.tasks import read_metrics
 RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
 
 
+def finetune_defaults(epochs: int) -> Dict[str, Any]:
+    """Training keys a fine-tune gets unless they were given: a pruned model is not trained from scratch.
+
+    ``close_mosaic``: at most the fine-tune's length, so that the last ``close_mosaic`` epochs (all of a short
+    fine-tune) train without mosaic on every series. Ultralytics 8.4 already closes mosaic when
+    ``epochs <= close_mosaic``; 8.1-8.3 close it only at epoch ``epochs - close_mosaic`` and so never do in a
+    fine-tune shorter than ``close_mosaic`` (10).
+    """
+    return {"close_mosaic": min(DEFAULT_CFG.close_mosaic, epochs)}
+
+
 class Evaluator:
     """Measures models and fine-tunes them for one prune run.
 
@@ -103,6 +114,7 @@ class Evaluator:
         start_weights = weights_dir / f"step_{k}_pruned.pt"
         save_checkpoint(model, start_weights, self.config.train_args(), {"stage": f"step {k} before fine-tune"})
         overrides = {
+            **finetune_defaults(self.args.epochs),  # the keys given now win
             **{key: v for key, v in self.config.user_overrides.items() if key not in RUN_ONLY_KEYS},
             "task": self.config.task,
             "mode": "train",

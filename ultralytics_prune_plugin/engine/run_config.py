@@ -106,6 +106,11 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
         train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {})
         input_train_args = {k: v for k, v in train_args.items() if k in INPUT_TRAIN_KEYS}
     args = get_cfg(DEFAULT_CFG, {**checkpoint_overrides, **user_overrides, "mode": "prune"})
+    if args.method == "group":
+        raise PluginArgumentError(
+            "'method=group' is group sparse learning, a training method: run 'yolo sparse method=group ...' first, "
+            "then prune its result with method=depgraph"
+        )
     if args.target_macs is not None and args.target_gmacs is not None:
         raise PluginArgumentError(
             f"'target_macs={args.target_macs}' and 'target_gmacs={args.target_gmacs}' were both given: give one MACs "

@@ -76,6 +76,44 @@ class PruneAwareTrainerMixin:
 
             self.sparsity = attach_sparse_training(self)
 
+    @property
+    def group_sparse(self) -> bool:
+        """``sparse=True method=group``: group sparse learning, which trains the unsplit blocks."""
+        return bool(self.args.sparse) and self.args.method == "group"
+
+    def setup_model(self, *args, **kwargs):
+        """Build or load the model as Ultralytics does; for group sparse learning, unsplit its split blocks."""
+        ckpt = super().setup_model(*args, **kwargs)
+        if self.group_sparse and isinstance(self.model, nn.Module):
+            from ultralytics_prune_plugin.nn.c2f_v2 import unsplit_blocks
+
+            unsplit_blocks(self.model)
+        return ckpt
+
+    def resume_training(self, ckpt):
+        """Resume as Ultralytics does; a group sparse run's EMA is unsplit like its model first."""
+        if self.group_sparse and isinstance((ckpt or {}).get("ema"), nn.Module):
+            from ultralytics_prune_plugin.nn.c2f_v2 import unsplit_blocks
+
+            unsplit_blocks(ckpt["ema"])
+        return super().resume_training(ckpt)
+
+    def save_model(self):
+        """Save checkpoints as Ultralytics does; a group sparse run saves stock blocks (loadable without the plugin)."""
+        ema = getattr(self, "ema", None)
+        if not (self.group_sparse and ema is not None):
+            return super().save_model()
+        from ultralytics_prune_plugin.nn.c2f_v2 import restore_stock_blocks
+
+        unsplit = ema.ema
+        stock = deepcopy(unsplit)
+        restore_stock_blocks(stock)
+        ema.ema = stock
+        try:
+            return super().save_model()
+        finally:
+            ema.ema = unsplit
+
     def save_metrics(self, metrics):
         """Save the epoch's metrics to results.csv, with the BatchNorm sparsity columns in a sparse run."""
         if self.sparsity is not None:

@@ -281,9 +281,22 @@ class SparseTraining:
         """Register the penalty on ``trainer.optimizer`` and the end-of-training plot; see the module docstring."""
         self.trainer = trainer
         self.params = prunable_gammas(trainer.model)
-        if not self.params:
-            LOGGER.warning("WARNING ⚠️ sparse training: the model has no prunable BatchNorm; the penalty does nothing")
-        self.handle = register_l1_penalty(trainer.optimizer, self.params, self.current_sr)
+        self.groups = 0
+        if trainer.args.method == "group":  # group sparse learning (DepGraph); the model holds unsplit blocks
+            from ultralytics_prune_plugin.pruning.group_sparsity import (
+                build_group_regularizer,
+                group_count,
+                register_group_penalty,
+            )
+
+            model = internals().unwrap_model(trainer.model)
+            regularizer = build_group_regularizer(model, self.current_sr())
+            self.groups = group_count(regularizer)
+            self.handle = register_group_penalty(trainer.optimizer, model, regularizer, self.current_sr)
+        else:
+            if not self.params:
+                LOGGER.warning("WARNING ⚠️ sparse training: the model has no prunable BatchNorm; the penalty does nothing")
+            self.handle = register_l1_penalty(trainer.optimizer, self.params, self.current_sr)
         trainer.add_callback("on_train_end", self.on_train_end)
 
     @property
@@ -362,9 +375,11 @@ def attach_sparse_training(trainer) -> SparseTraining:
     schedule = "constant"
     if args.sr_final is not None:
         schedule = f"decaying linearly to {args.sr_final:g} by epoch {trainer.epochs}"
-    LOGGER.info(
-        f"sparsity: L1 penalty sr={args.sr:g} ({schedule}) on {len(helper.params)} prunable BatchNorm scales, "
-        "added once per optimizer step after AMP unscaling and gradient clipping"
+    penalty = (
+        f"group penalty (Torch-Pruning GroupNormPruner) sr={args.sr:g} ({schedule}) on {helper.groups} prunable groups"
+        if helper.groups
+        else f"L1 penalty sr={args.sr:g} ({schedule}) on {len(helper.params)} prunable BatchNorm scales"
     )
+    LOGGER.info(f"sparsity: {penalty}, added once per optimizer step after AMP unscaling and gradient clipping")
     warn_adaptive_optimizer(trainer)
     return helper
