@@ -38,7 +38,9 @@ COMMON = ["imgsz=160", "batch=16", "workers=0", "seed=0", "deterministic=False",
 # name -> (what it is, epochs of sparse training first, keys of `yolo prune`). Every recipe totals EPOCHS epochs.
 RECIPES: Dict[str, Any] = {
     "l2": ("DepGraph, group L2, same fraction per layer; no distillation (the plugin's recipe before issue 12)", 0,
-           [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=False"]),
+           [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=False", "recalibrate_bn=False"]),
+    "l2+nowarmup": ("the same, fine-tunes without warm-up", 0,
+                    [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=False", "warmup_epochs=0", "recalibrate_bn=False"]),
     "l2+kd": ("the same, with the input distilled into every fine-tune", 0,
               [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True"]),
     "l2+kd+nowarmup": ("the same, fine-tunes without warm-up", 0,

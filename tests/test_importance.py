@@ -76,26 +76,26 @@ def test_taylor_uses_loss_gradients(tmp_path):
     from ultralytics import YOLO
 
     from ultralytics_prune_plugin.data import make_dataset
-    from ultralytics_prune_plugin.engine.gradients import LossGradients
+    from ultralytics_prune_plugin.engine.training_batches import TrainingBatches
 
     data = make_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=SMALL, n_classes=2)
     model = YOLO("yolov8n.yaml").model
     prepare_for_pruning(model)
-    gradients = LossGradients("detect", {"model": "yolov8n.yaml", "data": str(data), "imgsz": SMALL, "batch": 4,
+    batches = TrainingBatches("detect", {"model": "yolov8n.yaml", "data": str(data), "imgsz": SMALL, "batch": 4,
                                          "device": "cpu", "workers": 0}, batches=2)
     try:
         bn_before = {n: b.running_mean.clone() for n, b in model.named_modules() if isinstance(b, nn.BatchNorm2d)}
-        gradients(model)
+        batches.fill_gradients(model)
         convs = prunable_convs(model)
         assert all(conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0 for _, conv in convs)
         running = {n: b.running_mean for n, b in model.named_modules() if isinstance(b, nn.BatchNorm2d)}
         assert all(torch.equal(bn_before[n], running[n]) for n in bn_before)  # statistics untouched
         original = deepcopy(model)
-        prune_once(model, SMALL, 0.3, options=PruneOptions(importance="taylor", gradients=gradients))
+        prune_once(model, SMALL, 0.3, options=PruneOptions(importance="taylor", gradients=batches.fill_gradients))
         _check_intact(original, model)
         assert all(p.grad is None for p in model.parameters())  # no stale gradients left behind
     finally:
-        gradients.close()
+        batches.close()
 
 
 def test_global_pruning_allocates_unevenly_within_the_cap(yolov8n):

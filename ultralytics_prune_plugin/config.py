@@ -97,6 +97,7 @@ _RULES: Dict[str, _Rule] = {
         "layers", "a list of layer indices (ints >= 0), e.g. [0, 1], or None", lambda v: all(i >= 0 for i in v), True
     ),
     "prune_head": _Rule("bool", "True or False"),
+    "recalibrate_bn": _Rule("bool", "True or False"),
     "distill": _Rule("bool", "True or False"),
     "teacher": _Rule("str", "the path of a .pt checkpoint, or None", lambda v: bool(v), True),
     "distill_weight": _Rule("float", "a number >= 0", lambda v: v >= 0.0),

@@ -51,6 +51,7 @@ class Evaluator:
         self.save_dir = Path(save_dir)
         self.baseline_channels: Optional[int] = None  # prunable output channels of the first model measured
         self.last_macs = 0.0  # MACs of the model measured last
+        self._batches = None  # TrainingBatches, built when first needed
 
     def measure(self, model: nn.Module, name: str, weights: Optional[Path] = None) -> Dict[str, Any]:
         """MACs, params, fraction of prunable channels kept and (with data) the task's metric of ``model``."""
@@ -98,12 +99,31 @@ class Evaluator:
         stats = validator(model=deepcopy(model).float().eval())
         return read_metrics(self.config.task, stats)  # the task's metrics under the report's keys
 
-    def loss_gradients(self):
-        """A :class:`~ultralytics_prune_plugin.engine.gradients.LossGradients` on the run's data (``importance=taylor``)."""
-        from ultralytics_prune_plugin.engine.gradients import LossGradients
+    def training_batches(self):
+        """The run's :class:`~ultralytics_prune_plugin.engine.training_batches.TrainingBatches` (built once), for
+        Taylor importance and BatchNorm recalibration; None when the run has no data."""
+        if self.config.data is None:
+            return None
+        if self._batches is None:
+            from ultralytics_prune_plugin.engine.training_batches import TrainingBatches
 
-        keys = ("model", "data", "imgsz", "batch", "device", "workers")  # the model is never loaded, only named
-        return LossGradients(self.config.task, {key: str(getattr(self.args, key)) if key == "model" else getattr(self.args, key) for key in keys})
+            keys = ("data", "imgsz", "batch", "device", "workers")
+            overrides = {key: getattr(self.args, key) for key in keys}
+            self._batches = TrainingBatches(self.config.task, {**overrides, "model": str(self.args.model)})
+        return self._batches
+
+    def recalibrate(self, model: nn.Module) -> bool:
+        """With ``recalibrate_bn`` and data, re-estimate the BatchNorm statistics of a freshly pruned ``model``."""
+        batches = self.training_batches() if self.args.recalibrate_bn else None
+        if batches is None:
+            return False
+        batches.recalibrate_batchnorm(model)
+        return True
+
+    def close(self) -> None:
+        """Remove the temporary files of the training batches."""
+        if self._batches is not None:
+            self._batches.close()
 
     def fine_tune(self, model: nn.Module, k: int, weights_dir: Path) -> Tuple[nn.Module, float]:
         """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return its best model and the

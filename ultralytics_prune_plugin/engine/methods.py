@@ -39,41 +39,37 @@ class DepGraphMethod:
 
         args = run.config.args
         steps = args.iterative_steps
-        gradients = run.evaluator.loss_gradients() if args.importance == "taylor" else None
+        gradients = run.evaluator.training_batches().fill_gradients if args.importance == "taylor" else None
         options = prune_options(args, steps, gradients)
         goal, base = run.macs_goal(), run.report["baseline"]["macs"]
         ratio = step_ratio(args.rate, steps)
-        try:
-            for k in range(first_step, steps + 1):
-                extra = {}
-                if goal is not None:
-                    step_goal = base * (goal / base) ** (k / steps)
-                    ratio, trials = self.ratio_for(model, step_goal, args, options)
-                    extra.update({"step_goal_macs": step_goal, "ratio_trials": trials})
-                    what = f"{ratio:.1%} of the channels to reach {step_goal / 1e9:.3f} GMACs ({run.target_text()})"
-                else:
-                    what = f"{ratio:.1%} of the channels of each prunable group"
-                if options.global_pruning and goal is None:
-                    what = f"{ratio:.1%} of all prunable channels, ranked globally"
-                LOGGER.info(
-                    f"\n{PREFIX}step {k}/{steps}: pruning {what} (MACs now {run.evaluator.last_macs / 1e9:.3f} G, "
-                    f"importance={args.importance})"
+        for k in range(first_step, steps + 1):
+            extra = {}
+            if goal is not None:
+                step_goal = base * (goal / base) ** (k / steps)
+                ratio, trials = self.ratio_for(model, step_goal, args, options)
+                extra.update({"step_goal_macs": step_goal, "ratio_trials": trials})
+                what = f"{ratio:.1%} of the channels to reach {step_goal / 1e9:.3f} GMACs ({run.target_text()})"
+            else:
+                what = f"{ratio:.1%} of the channels of each prunable group"
+            if options.global_pruning and goal is None:
+                what = f"{ratio:.1%} of all prunable channels, ranked globally"
+            LOGGER.info(
+                f"\n{PREFIX}step {k}/{steps}: pruning {what} (MACs now {run.evaluator.last_macs / 1e9:.3f} G, "
+                f"importance={args.importance})"
+            )
+            prune_once(model, args.imgsz, ratio, round_to=args.round_to, options=options)
+            extra["step_ratio"] = ratio
+            clamped = self.clamped_layers(model, args.round_to)
+            if clamped:
+                extra["clamped_layers"] = clamped
+                LOGGER.warning(
+                    f"{PREFIX}WARNING ⚠️ rate={args.rate} would leave {clamped} layers without channels; each "
+                    f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
                 )
-                prune_once(model, args.imgsz, ratio, round_to=args.round_to, options=options)
-                extra["step_ratio"] = ratio
-                clamped = self.clamped_layers(model, args.round_to)
-                if clamped:
-                    extra["clamped_layers"] = clamped
-                    LOGGER.warning(
-                        f"{PREFIX}WARNING ⚠️ rate={args.rate} would leave {clamped} layers without channels; each "
-                        f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
-                    )
-                model, stop = run.after_prune(model, k, extra)
-                if stop:
-                    break
-        finally:
-            if gradients is not None:
-                gradients.close()
+            model, stop = run.after_prune(model, k, extra)
+            if stop:
+                break
 
     @staticmethod
     def ratio_for(model: nn.Module, goal: float, args, options) -> tuple:
@@ -84,7 +80,7 @@ class DepGraphMethod:
         """
         from dataclasses import replace
 
-        from ultralytics_prune_plugin.engine.gradients import copy_gradients
+        from ultralytics_prune_plugin.engine.training_batches import copy_gradients
         from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, prune_once
 
         prepare_for_pruning(model)

@@ -233,6 +233,8 @@ class PruneRun:
         """
         mark_restructured(model, method=self.args.method, step=k)
         row = {"step": k, **extra}
+        if self.evaluator.recalibrate(model):
+            row["bn_recalibrated"] = True
         pruned = self.evaluator.measure(model, f"step_{k}_pruned")
         row.update({key: pruned[key] for key in ("channels_kept", "macs", "params")})
         row["pruned_map50"], row["pruned_map50_95"] = pruned.get("map50"), pruned.get("map50_95")
@@ -306,6 +308,7 @@ class PruneRun:
 
     def _finish(self) -> None:
         """Save the kept model as ``pruned.pt``, export and check it in ONNX Runtime, print the summary."""
+        self.evaluator.close()
         kept = self.report["kept_step"]
         source = self.weights_dir / ("baseline.pt" if kept == 0 else f"step_{kept}.pt")
         final = self.weights_dir / "pruned.pt"
