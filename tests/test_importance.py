@@ -144,3 +144,31 @@ def test_prune_head_prunes_the_inner_head_convs(yolov8n):
     assert inner(kept_head) == inner(yolov8n)
     shrunk = [n for n, w in inner(pruned_head).items() if w < inner(yolov8n)[n]]
     assert shrunk and all(not n.endswith("2") for n in shrunk)  # the output conv (cv2[i][2]) keeps its width
+
+
+def test_batchnorm_recalibration_changes_statistics_only(tmp_path):
+    """After pruning, BatchNorm statistics are re-estimated on training batches: the running statistics change,
+    no weight does, and the model's training flags are as before."""
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.data import make_dataset
+    from ultralytics_prune_plugin.engine.training_batches import TrainingBatches
+
+    data = make_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=SMALL, n_classes=2)
+    model = YOLO("yolov8n.yaml").model
+    prune_once(model, SMALL, 0.3)
+    model.eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    means = {n: m.running_mean.clone() for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    batches = TrainingBatches("detect", {"model": "yolov8n.yaml", "data": str(data), "imgsz": SMALL, "batch": 4,
+                                         "device": "cpu", "workers": 0})
+    try:
+        batches.recalibrate_batchnorm(model, batches=2)
+    finally:
+        batches.close()
+    assert not model.training and not any(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in weights.items())
+    changed = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not torch.equal(means[n], m.running_mean)]
+    assert len(changed) == len(means)
+    assert all(m.momentum == 0.03 for m in model.modules() if isinstance(m, nn.BatchNorm2d))  # Ultralytics' own
