@@ -35,29 +35,28 @@ STEPS = 2  # DepGraph steps; each fine-tunes EPOCHS // STEPS epochs
 IMGSZ, N_TRAIN, N_VAL, N_CLASSES = 160, 600, 150, 6
 COMMON = ["imgsz=160", "batch=16", "workers=0", "seed=0", "deterministic=False", "plots=False"]
 
-# name -> (what it is, epochs of sparse training first, keys of `yolo prune`). Every recipe totals EPOCHS epochs.
+# name -> (what it is, epochs of sparse training first, its keys, keys of `yolo prune`). Every recipe totals EPOCHS.
+_DG = [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}"]
 RECIPES: Dict[str, Any] = {
-    "l2": ("DepGraph, group L2, same fraction per layer; no distillation (the plugin's recipe before issue 12)", 0,
-           [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=False", "recalibrate_bn=False"]),
-    "l2+nowarmup": ("the same, fine-tunes without warm-up", 0,
-                    [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=False", "warmup_epochs=0", "recalibrate_bn=False"]),
-    "l2+kd": ("the same, with the input distilled into every fine-tune", 0,
-              [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True"]),
-    "l2+kd+nowarmup": ("the same, fine-tunes without warm-up", 0,
-                       [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "warmup_epochs=0"]),
-    "global+kd": ("DepGraph, channels ranked globally (max_layer_rate 0.8), distilled", 0,
-                  [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "global_pruning=True"]),
-    "taylor+kd": ("DepGraph, Taylor importance, distilled", 0,
-                  [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "importance=taylor"]),
-    "lamp+kd": ("DepGraph, LAMP importance ranked globally, distilled", 0,
-                [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "importance=lamp",
-                 "global_pruning=True"]),
-    "head+kd": ("DepGraph with prune_head=True, distilled", 0,
-                [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}", "distill=True", "prune_head=True"]),
+    "l2": ("DepGraph, group L2, the same fraction of every layer, Ultralytics' warm-up, no distillation: the plugin's "
+           "recipe before issue 12", 0, [], [*_DG, "distill=False", "recalibrate_bn=False", "warmup_epochs=3"]),
+    "l2+nowarmup": ("the same, fine-tunes without warm-up", 0, [],
+                    [*_DG, "distill=False", "recalibrate_bn=False", "warmup_epochs=0"]),
+    "l2+recal": ("the same, BatchNorm statistics re-estimated after each prune", 0, [],
+                 [*_DG, "distill=False", "recalibrate_bn=True", "warmup_epochs=0"]),
+    "l2+kd": ("the same, the input distilled into every fine-tune", 0, [],
+              [*_DG, "distill=True", "recalibrate_bn=True", "warmup_epochs=0"]),
+    "global+kd": ("channels ranked globally (max_layer_rate 0.8), distilled", 0, [],
+                  [*_DG, "distill=True", "global_pruning=True"]),
+    "taylor+kd": ("Taylor importance, distilled", 0, [], [*_DG, "distill=True", "importance=taylor"]),
+    "lamp+kd": ("LAMP importance ranked globally, distilled", 0, [],
+                [*_DG, "distill=True", "importance=lamp", "global_pruning=True"]),
+    "head+kd": ("prune_head=True, distilled", 0, [], [*_DG, "distill=True", "prune_head=True"]),
+    "group+kd": ("group sparse learning for 5 epochs (sr 1e-3), then one DepGraph step with 5 distilled epochs", 5,
+                 ["method=group", "sr=0.001"], ["iterative_steps=1", f"epochs={EPOCHS - 5}", "distill=True"]),
     "slim+kd": ("Network Slimming: 5 sparse epochs (sr 0.01), one threshold, 5 distilled fine-tune epochs", 5,
-                ["method=slim", f"epochs={EPOCHS - 5}", "distill=True"]),
-    "default": ("`yolo prune target_macs=T iterative_steps=2 epochs=5` with every other key at its default", 0,
-                [f"iterative_steps={STEPS}", f"epochs={EPOCHS // STEPS}"]),
+                ["sr=0.01"], ["method=slim", f"epochs={EPOCHS - 5}", "distill=True"]),
+    "default": ("`yolo prune target_macs=T iterative_steps=2 epochs=5`, every other key at its default", 0, [], _DG),
 }
 
 
@@ -86,23 +85,23 @@ def _input_model(model: str, data: str, work: Path, epochs: int) -> Path:
     return best
 
 
-def _sparse_input(base: Path, data: str, work: Path, model: str, epochs: int) -> Path:
-    """Sparse-train the input for ``epochs`` epochs once (for slim recipes); return its last weights."""
-    name = f"sparse_{model}_{epochs}"
+def _sparse_input(base: Path, data: str, work: Path, model: str, epochs: int, keys: List[str]) -> Path:
+    """Sparse-train the input for ``epochs`` epochs with ``keys`` once; return its last weights."""
+    name = f"sparse_{model}_{epochs}_{'_'.join(k.replace('=', '') for k in keys)}"
     last = work / "runs" / name / "weights" / "last.pt"
     if not last.is_file():
-        _run(["train", f"model={base}", f"data={data}", f"epochs={epochs}", "sparse=True", "sr=0.01", *COMMON,
-              "close_mosaic=0", f"project={work / 'runs'}", f"name={name}", "exist_ok=True"], work / f"{name}.log", work)
+        _run(["train", f"model={base}", f"data={data}", f"epochs={epochs}", "sparse=True", *keys, *COMMON,
+              "close_mosaic=0", "warmup_epochs=0", f"project={work / 'runs'}", f"name={name}", "exist_ok=True"], work / f"{name}.log", work)
     return last
 
 
 def run_recipe(model: str, target: float, recipe: str, base: Path, data: str, work: Path) -> Dict[str, Any]:
     """One prune run of ``recipe`` at ``target``; the row of the results table."""
-    _, sparse_epochs, keys = RECIPES[recipe]
+    _, sparse_epochs, sparse_keys, keys = RECIPES[recipe]
     source, pre_s = base, 0.0
     if sparse_epochs:
         start = time.time()
-        source = _sparse_input(base, data, work, model, sparse_epochs)
+        source = _sparse_input(base, data, work, model, sparse_epochs, sparse_keys)
         pre_s = time.time() - start  # 0 when reused: the table reports the first measurement
     name = f"{model}_{target}_{recipe}".replace("+", "-")
     run_dir = work / "runs" / name
@@ -176,8 +175,12 @@ def markdown(record: Dict[str, Any]) -> str:
             f"{(r['prune_s'] + r['sparse_s']) / 60:.1f} |"
         )
     lines += ["", "Recipes:", ""]
-    lines += [f"- **{name}**: {what}; keys `{' '.join(keys)}`." for name, (what, _, keys) in RECIPES.items()
-              if any(r["recipe"] == name for r in record["rows"])]
+    lines += [
+        f"- **{name}**: {what}; " + (f"`yolo sparse {' '.join(sparse)}` for {n} epochs, then " if n else "")
+        + f"`yolo prune {' '.join(keys)}`."
+        for name, (what, n, sparse, keys) in RECIPES.items()
+        if any(r["recipe"] == name for r in record["rows"])
+    ]
     lines += ["", "![mAP50-95 against MACs](equal_macs_map_vs_macs.png)",
               "![mAP50-95 against latency](equal_macs_map_vs_latency.png)", ""]
     return "\n".join(lines)
