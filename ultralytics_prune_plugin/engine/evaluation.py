@@ -2,7 +2,8 @@
 
 Everything goes through Ultralytics' own parts: the task's validator (on a deep copy, because validation fuses
 Conv+BN in place) and the plugin's prune-aware trainer of the task (an ordinary Ultralytics training run in
-``step_k/``, which keeps the pruned network instead of rebuilding it from yaml).
+``step_k/``, which keeps the pruned network instead of rebuilding it from yaml and, with ``distill=True``, learns
+from the unpruned input or the given ``teacher``).
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Evaluator:
             "name": f"step_{k}",
             "exist_ok": True,  # step_k/ belongs to this run
             "sparse": False,
+            **self.distill_overrides(weights_dir),
         }
         started = time.time()
         trainer = prune_aware_trainers()[self.config.task](overrides=overrides)
@@ -158,3 +160,12 @@ class Evaluator:
         seconds = time.time() - started
         best = trainer.best if trainer.best.exists() else trainer.last
         return load_model(best), seconds
+
+    def distill_overrides(self, weights_dir: Path) -> Dict[str, Any]:
+        """The distillation keys of a fine-tune: with ``distill=True`` it learns from ``teacher`` when given, else
+        from the run's unpruned input, ``weights/baseline.pt`` (an absolute path, so the arguments saved in the
+        fine-tune's checkpoints resume from anywhere)."""
+        if not self.args.distill:
+            return {"distill": False, "teacher": None, "distill_weight": self.args.distill_weight}
+        teacher = self.args.teacher or str((Path(weights_dir) / "baseline.pt").resolve())
+        return {"distill": True, "teacher": teacher, "distill_weight": self.args.distill_weight}

@@ -121,6 +121,7 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
     config.epochs_note = _default_epochs(config)
     args.resume = False  # not passed on: each fine-tune is a new training run
     args.imgsz = check_imgsz(args.imgsz, stride=32, max_dim=1)  # as training and export will round it
+    _check_teacher(args, yolo.model if resume_dir is None else None)
     if resume_dir is None:
         _check_model(yolo, args)  # a resumed run was checked when it started
     config.data = _resolve_data(config, yolo.model)
@@ -208,3 +209,17 @@ def _resolve_data(config: RunConfig, model: nn.Module) -> Optional[dict]:
         LOGGER.info(f"{PREFIX}data: {data} (from the checkpoint's training arguments)")
     args.data = str(data)
     return checked
+
+
+def _check_teacher(args, model: Optional[nn.Module]) -> None:
+    """When the fine-tunes distill from a given ``teacher``: check it now, before anything is written, and make its
+    path absolute. It must load and, when ``model`` is given (a new run), predict the model's task and classes with
+    the same head outputs. Without ``teacher`` the fine-tunes learn from the run's own ``weights/baseline.pt``."""
+    if not (args.distill and args.teacher and args.epochs > 0):
+        return
+    from ultralytics_prune_plugin.distill.teacher import check_teacher_matches, load_teacher
+
+    teacher = load_teacher(args.teacher)
+    if isinstance(model, nn.Module):
+        check_teacher_matches(teacher, model, args.teacher)
+    args.teacher = str(Path(args.teacher).expanduser().resolve())

@@ -1,11 +1,13 @@
 """The trainers that the plugin puts in place of Ultralytics' own, one per task it supports.
 
-Each behaves exactly like the Ultralytics trainer of its task except in two ways:
+Each behaves exactly like the Ultralytics trainer of its task except in three ways:
 
 * A pruned model is trained as it is. Ultralytics rebuilds every model from its yaml and copies in only the weights
   whose shapes match, which silently undoes pruning; these trainers keep the loaded module instead.
 * With ``sparse=True`` they add the Network Slimming L1 penalty on prunable BatchNorm scales (see
   :mod:`ultralytics_prune_plugin.pruning.sparsity`), report their sparsity every epoch and plot it.
+* With ``distill=True`` and a ``teacher`` checkpoint they add a distillation term on the head outputs to the loss,
+  reported as ``kd_loss`` (see :mod:`ultralytics_prune_plugin.distill`).
 
 The behaviour lives in :class:`PruneAwareTrainerMixin`; each task gets a small named subclass, importable by module
 path, so that Ultralytics' multi-GPU launcher, which rebuilds the trainer in a fresh process from its class path and
@@ -30,9 +32,11 @@ from ultralytics_prune_plugin.nn.structure import forget_cached_state, is_restru
 
 
 class PruneAwareTrainerMixin:
-    """Keeps pruned networks intact and supports ``sparse=True``; mix in before an Ultralytics task trainer."""
+    """Keeps pruned networks intact and supports ``sparse=True`` and distillation; mix in before an Ultralytics task
+    trainer."""
 
     sparsity = None  # the sparse-training helper, set up in _setup_train when args.sparse is True
+    distillation = None  # the student's criterion with distillation, set up in _setup_train when the run distills
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         """Return ``weights`` itself when it is a pruned network; otherwise build from ``cfg`` as Ultralytics does."""
@@ -63,9 +67,16 @@ class PruneAwareTrainerMixin:
         return model
 
     def _setup_train(self, *args, **kwargs):
-        """Set up training as Ultralytics does, then attach the sparsity penalty when ``sparse=True``."""
+        """Set up training as Ultralytics does, then attach the sparsity penalty when ``sparse=True`` and the
+        distillation term when ``distill=True`` and ``teacher`` is set (after the EMA copy is made, so the EMA model
+        and the checkpoints keep the plain criterion)."""
+        from ultralytics_prune_plugin.distill.training import distillation_requested, prepare_distillation
+
         if isinstance(self.model, nn.Module):
             forget_cached_state(self.model)
+        distill = distillation_requested(self.args)
+        if distill:
+            prepare_distillation(self.args)  # the teacher file exists; its path is made absolute for the checkpoints
         if self.args.sparse:  # optimizer=auto: SGD, which Network Slimming's L1 term is designed for
             from ultralytics_prune_plugin.pruning.sparsity import choose_sparse_optimizer
 
@@ -75,6 +86,27 @@ class PruneAwareTrainerMixin:
             from ultralytics_prune_plugin.pruning.sparsity import attach_sparse_training
 
             self.sparsity = attach_sparse_training(self)
+        if distill:
+            from ultralytics_prune_plugin.distill.training import attach_distillation
+
+            self.distillation = attach_distillation(self)
+
+    def validate(self):
+        """Validate as Ultralytics does; in a distilling run the validator sees the criterion's own loss items."""
+        if self.distillation is None:
+            return super().validate()
+        from ultralytics_prune_plugin.distill.training import criterion_items
+
+        with criterion_items(self, self.distillation):
+            return super().validate()
+
+    def label_loss_items(self, loss_items=None, prefix="train"):
+        """Name the loss items as Ultralytics does, with ``kd_loss`` in training when the run distills."""
+        if self.distillation is None:
+            return super().label_loss_items(loss_items, prefix)
+        from ultralytics_prune_plugin.distill.training import label_items
+
+        return label_items(self.loss_names, loss_items, prefix)
 
     @property
     def group_sparse(self) -> bool:
@@ -122,23 +154,23 @@ class PruneAwareTrainerMixin:
 
 
 class PruneAwareDetectionTrainer(PruneAwareTrainerMixin, DetectionTrainer):
-    """``DetectionTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+    """``DetectionTrainer`` that keeps pruned networks intact, supports ``sparse=True`` and distills."""
 
 
 class PruneAwareSegmentationTrainer(PruneAwareTrainerMixin, SegmentationTrainer):
-    """``SegmentationTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+    """``SegmentationTrainer`` that keeps pruned networks intact, supports ``sparse=True`` and distills."""
 
 
 class PruneAwarePoseTrainer(PruneAwareTrainerMixin, PoseTrainer):
-    """``PoseTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+    """``PoseTrainer`` that keeps pruned networks intact, supports ``sparse=True`` and distills."""
 
 
 class PruneAwareOBBTrainer(PruneAwareTrainerMixin, OBBTrainer):
-    """``OBBTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+    """``OBBTrainer`` that keeps pruned networks intact, supports ``sparse=True`` and distills."""
 
 
 class PruneAwareClassificationTrainer(PruneAwareTrainerMixin, ClassificationTrainer):
-    """``ClassificationTrainer`` that keeps pruned networks intact and supports ``sparse=True``."""
+    """``ClassificationTrainer`` that keeps pruned networks intact, supports ``sparse=True`` and distills."""
 
     def adjust_kept_model(self, model: nn.Module) -> nn.Module:
         """Set the dropout rate of ``dropout=`` on the kept model, as Ultralytics does on the models it builds."""
