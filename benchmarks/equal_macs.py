@@ -109,6 +109,13 @@ def run_recipe(model: str, target: float, recipe: str, base: Path, data: str, wo
         shutil.rmtree(run_dir)
     seconds = _run(["prune", f"model={source}", f"data={data}", f"target_macs={target}", *keys, *COMMON,
                     f"project={work / 'runs'}", f"name={name}", "exist_ok=True"], work / f"{name}.log", work)
+    row = row_from_run(model, target, recipe, run_dir, seconds, pre_s)
+    (run_dir / "benchmark_row.json").write_text(json.dumps(row, indent=1))
+    return row
+
+
+def row_from_run(model: str, target: float, recipe: str, run_dir: Path, seconds, pre_s) -> Dict[str, Any]:
+    """The table row of one finished prune run (``seconds``: its wall time, None when not measured)."""
     report = json.loads((run_dir / "prune_report.json").read_text())
     base_report = report["baseline"]
     return {
@@ -172,7 +179,7 @@ def markdown(record: Dict[str, Any]) -> str:
             f"| {r['model']} | {r['target']} | {r['recipe']} | {r['macs_after'] / 1e9:.3f} | "
             f"{r['macs_before'] / r['macs_after']:.2f}× | {r['map50_95']:.3f} | **{r['kept']:.1%}** | "
             f"{r.get('ort_ms', float('nan')):.1f} | {r.get('speedup', float('nan')):.2f}× | "
-            f"{(r['prune_s'] + r['sparse_s']) / 60:.1f} |"
+            + (f"{(r['prune_s'] + r['sparse_s']) / 60:.1f} |" if r.get("prune_s") else "– |")
         )
     lines += ["", "Recipes:", ""]
     lines += [
@@ -223,6 +230,7 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "bench_equal_macs"))
     parser.add_argument("--merge", action="store_true", help="keep rows of earlier runs for other combinations")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--collect", action="store_true", help="only gather finished runs of --work into the tables")
     args = parser.parse_args(argv)
 
     import torch
@@ -251,7 +259,17 @@ def main(argv=None) -> Dict[str, Any]:
         inputs[model] = _input_model(model, data, work, args.base_epochs)
         for target in args.targets:
             for recipe in args.recipes:
-                row = run_recipe(model, target, recipe, inputs[model], data, work)
+                if args.collect:
+                    run_dir = work / "runs" / f"{model}_{target}_{recipe}".replace("+", "-")
+                    saved = run_dir / "benchmark_row.json"
+                    if saved.is_file():
+                        row = json.loads(saved.read_text())
+                    elif (run_dir / "prune_report.json").is_file():
+                        row = row_from_run(model, target, recipe, run_dir, None, 0.0)
+                    else:
+                        continue
+                else:
+                    row = run_recipe(model, target, recipe, inputs[model], data, work)
                 record["rows"] = [r for r in record["rows"] if (r["model"], r["target"], r["recipe"]) != (model, target, recipe)]
                 record["rows"].append(row)
                 out_json.write_text(json.dumps(record, indent=1))
