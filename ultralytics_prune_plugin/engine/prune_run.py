@@ -187,6 +187,18 @@ class PruneRun:
             f"{PREFIX}plan: {left} step(s) × {epochs} epochs = {left * epochs} fine-tune epochs{note}, on {data}, "
             f"at imgsz={self.args.imgsz}"
         )
+        if epochs > 0:
+            from ultralytics_prune_plugin.engine.evaluation import finetune_defaults
+
+            given = self.config.user_overrides
+            kept = {k: v for k, v in finetune_defaults(epochs, self.args.batch).items() if k not in given}
+            teacher = self.args.teacher or "weights/baseline.pt (the input)"
+            LOGGER.info(
+                f"{PREFIX}fine-tunes: " + ", ".join(f"{k}={v}" for k, v in kept.items())
+                + (" (defaults for pruned models; give a key to override it)" if kept else "")
+                + (f"; distilled from {teacher} (distill_weight={self.args.distill_weight:g})" if self.args.distill
+                   else "; no distillation (distill=False)")
+            )
         if epochs == 0 and self.config.data is not None:
             if self.config.budget_applies:
                 LOGGER.info(
