@@ -1,4 +1,5 @@
-# ultralytics-prune-plugin: `make demo` runs the offline demo, `make test` the test suite, `make bench` the benchmark.
+# ultralytics-prune-plugin: `make demo` runs the offline demo, `make test` the test suite, `make bench` the benchmark
+# (benchmarks/run.py, then the recipes at equal MACs of benchmarks/equal_macs.py).
 # Each target creates the virtual environments it needs and installs the plugin and its dependencies into them.
 #
 #   .venv       the plugin installed into a fresh environment: pip resolves the latest supported Ultralytics (8.4.x)
@@ -18,8 +19,10 @@ SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name
 	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
 PYTEST := -m pytest -q -p no:cacheprovider --durations=10
 # On the latest series: the core flows of every family it ships, checkpoints of 8.2 (detect, obb) pruned, and pruned
-# checkpoints of every family loaded without the plugin, and every task (YOLO11) through the CLI.
+# checkpoints of every family loaded without the plugin, every task (YOLO11) through the CLI, and the accuracy recipe's
+# parts (distillation, importance and allocation, group sparse learning, MACs targets).
 LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py test_tasks.py test_task_flows.py \
+	test_distillation.py test_importance.py test_group_sparse.py test_target_macs.py \
 	test_demo.py
 
 .PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 bench clean
@@ -58,6 +61,7 @@ test-8.2 test-8.3: test-%: .venv-%/.installed
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/equal_macs.py
 
 clean:
 	rm -rf $(VENV) .venv-8.* build *.egg-info
