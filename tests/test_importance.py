@@ -172,3 +172,30 @@ def test_batchnorm_recalibration_changes_statistics_only(tmp_path):
     changed = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not torch.equal(means[n], m.running_mean)]
     assert len(changed) == len(means)
     assert all(m.momentum == 0.03 for m in model.modules() if isinstance(m, nn.BatchNorm2d))  # Ultralytics' own
+
+
+def test_batchnorm_recalibration_is_deterministic(tmp_path):
+    """The same model recalibrated twice gets the same statistics (augmentation is seeded), and the caller's random
+    generators are left where they were."""
+    import random
+
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.data import make_dataset
+    from ultralytics_prune_plugin.engine.training_batches import TrainingBatches
+
+    data = make_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=SMALL, n_classes=2)
+    model = YOLO("yolov8n.yaml").model
+    batches = TrainingBatches("detect", {"model": "yolov8n.yaml", "data": str(data), "imgsz": SMALL, "batch": 4,
+                                         "device": "cpu", "workers": 0, "seed": 0})
+    try:
+        random.seed(123)
+        expected = random.random()
+        random.seed(123)
+        first, second = deepcopy(model), deepcopy(model)
+        batches.recalibrate_batchnorm(first, batches=2)
+        assert random.random() == expected
+        batches.recalibrate_batchnorm(second, batches=2)
+    finally:
+        batches.close()
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

@@ -121,7 +121,7 @@ class Evaluator:
         if self._batches is None:
             from ultralytics_prune_plugin.engine.training_batches import TrainingBatches
 
-            keys = ("data", "imgsz", "batch", "device", "workers")
+            keys = ("data", "imgsz", "batch", "device", "workers", "seed")
             overrides = {key: getattr(self.args, key) for key in keys}
             self._batches = TrainingBatches(self.config.task, {**overrides, "model": str(self.args.model)})
         return self._batches

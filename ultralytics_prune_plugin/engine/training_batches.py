@@ -103,6 +103,7 @@ class TrainingBatches:
         loader = trainer.get_dataloader(train, batch_size=trainer.args.batch, rank=-1, mode="train")
         flags = {m: m.training for m in model.modules()}
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        rng = _RandomState(self.overrides.get("seed", 0))  # the same augmented batches every time
         momenta = [m.momentum for m in norms]
         try:
             for m in norms:
@@ -114,6 +115,7 @@ class TrainingBatches:
                     break
                 model(trainer.preprocess_batch(batch)["img"])
         finally:
+            rng.restore()
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
             for m, training in flags.items():
@@ -125,6 +127,29 @@ class TrainingBatches:
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = None
+
+
+class _RandomState:
+    """Seed Python's, NumPy's and torch's generators (augmentation draws from them) and restore them afterwards."""
+
+    def __init__(self, seed: int):
+        import random
+
+        import numpy as np
+
+        self._states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def restore(self) -> None:
+        import random
+
+        import numpy as np
+
+        random.setstate(self._states[0])
+        np.random.set_state(self._states[1])
+        torch.set_rng_state(self._states[2])
 
 
 def copy_gradients(source: nn.Module, target: nn.Module) -> None:
