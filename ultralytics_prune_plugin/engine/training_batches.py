@@ -97,15 +97,16 @@ class TrainingBatches:
     def recalibrate_batchnorm(self, model: nn.Module, batches: int = RECALIBRATION_BATCHES) -> None:
         """Re-estimate the running mean and variance of every BatchNorm of ``model`` on ``batches`` augmented
         training batches (a plain average over them); no weight changes."""
-        trainer = self.trainer()
-        trainer.model = model
-        train = getattr(trainer, "trainset", None) or trainer.data["train"]
-        loader = trainer.get_dataloader(train, batch_size=trainer.args.batch, rank=-1, mode="train")
+        rng = _RandomState(self.overrides.get("seed", 0))  # the same augmented batches every time
         flags = {m: m.training for m in model.modules()}
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        rng = _RandomState(self.overrides.get("seed", 0))  # the same augmented batches every time
         momenta = [m.momentum for m in norms]
         try:
+            trainer = self.trainer()  # building it seeds the generators too
+            rng.seed()
+            trainer.model = model
+            train = getattr(trainer, "trainset", None) or trainer.data["train"]
+            loader = trainer.get_dataloader(train, batch_size=trainer.args.batch, rank=-1, mode="train")
             for m in norms:
                 m.reset_running_stats()
                 m.momentum = None  # cumulative average over the batches
@@ -138,9 +139,18 @@ class _RandomState:
         import numpy as np
 
         self._states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        self._seed = seed
+        self.seed()
+
+    def seed(self) -> None:
+        """(Re)seed all three generators."""
+        import random
+
+        import numpy as np
+
+        random.seed(self._seed)
+        np.random.seed(self._seed)
+        torch.manual_seed(self._seed)
 
     def restore(self) -> None:
         import random
