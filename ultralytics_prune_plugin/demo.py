@@ -5,7 +5,7 @@ from ``yolov8n.yaml`` and the dataset is generated. Everything lands in ``runs/d
 
 1. ``data/``      a generated dataset of coloured shapes;
 2. ``baseline/``  yolov8n trained from scratch;
-3. ``depgraph/``  iterative DepGraph pruning of the baseline with fine-tuning (``yolo prune``);
+3. ``depgraph/``  DepGraph with the default recipe: ``target_macs=0.43``, two steps, distilled fine-tunes (``yolo prune``);
 4. ``sparse/``    the baseline trained further with the Network Slimming penalty (``yolo train sparse=True``);
 5. ``slim/``      slim pruning of the sparse model with fine-tuning (``yolo prune method=slim``);
 6. ``baseline11/``, ``depgraph11/``  on Ultralytics 8.3 and later: YOLO11n trained the same way and pruned with
@@ -32,14 +32,17 @@ PRESETS = {
 }
 
 
-def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 0.5, seed: int = 0) -> Dict[str, Any]:
+def run_demo(
+    out: Optional[Path] = None, preset: str = "default", rate: float = 0.5, seed: int = 0, target_macs: float = 0.43
+) -> Dict[str, Any]:
     """Run the whole demo and return its summary (also written to ``demo_summary.json``).
 
     Args:
         out (Path, optional): The demo folder; by default a new ``runs/demo*`` folder.
         preset (str): 'default' (a few minutes on 2 CPU cores) or 'quick' (a smoke test of a minute or two).
-        rate (float): The channel rate both methods prune.
+        rate (float): The channel rate Network Slimming prunes.
         seed (int): Seed of the dataset and of the trainings.
+        target_macs (float): The MACs target of DepGraph's default recipe (a fraction of the input's MACs).
 
     Returns:
         (dict): MACs, params and mAP before and after for both methods, with the run folders and timings.
@@ -67,9 +70,10 @@ def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 
     timings["baseline_train_s"] = time.time() - t
 
     t = time.time()
+    # DepGraph with the default recipe: a MACs target and the plugin's own fine-tune settings (distilled, no warm-up).
     depgraph = YOLO(baseline).prune(
-        data=data, rate=rate, iterative_steps=p["steps"], epochs=p["ft_epochs"], max_map_drop=0.2, name="depgraph",
-        **common, **tuned,
+        data=data, target_macs=target_macs, iterative_steps=p["steps"], epochs=p["ft_epochs"], max_map_drop=0.2,
+        name="depgraph", **common,
     )
     timings["depgraph_s"] = time.time() - t
 
@@ -94,8 +98,8 @@ def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 
         t = time.time()
         YOLO("yolo11n.yaml").train(data=data, epochs=p["base_epochs"], name="baseline11", **common, **tuned)
         yolo11 = YOLO(out / "baseline11" / "weights" / "best.pt").prune(
-            data=data, rate=rate, iterative_steps=p["steps"], epochs=p["ft_epochs"], max_map_drop=0.2,
-            name="depgraph11", **common, **tuned,
+            data=data, target_macs=target_macs, iterative_steps=p["steps"], epochs=p["ft_epochs"], max_map_drop=0.2,
+            name="depgraph11", **common,
         )
         timings["yolo11n_s"] = time.time() - t
     timings["total_s"] = time.time() - started
@@ -107,6 +111,7 @@ def run_demo(out: Optional[Path] = None, preset: str = "default", rate: float = 
     summary = {
         "preset": preset,
         "rate": rate,
+        "target_macs": target_macs,
         "paths": "relative to the folder of demo_summary.json",
         "data": relative(data),
         "runs": {
@@ -159,7 +164,8 @@ def _verdict(depgraph: Dict[str, Any], slim: Dict[str, Any]) -> str:
 
 def format_summary(summary: Dict[str, Any]) -> str:
     """The comparison table printed at the end of the demo."""
-    lines: List[str] = ["", f"Demo summary (rate={summary['rate']}, preset={summary['preset']})"]
+    target = f"DepGraph target_macs={summary['target_macs']}, " if "target_macs" in summary else ""
+    lines: List[str] = ["", f"Demo summary ({target}slim rate={summary['rate']}, preset={summary['preset']})"]
     lines.append(
         f"{'':<26}{'GMACs':>8}{'params':>12}{'mAP50':>9}{'mAP50-95':>10}  {'mAP50-95 change':<20}{'ORT speed-up':>12}"
     )
@@ -197,7 +203,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="demo folder (default: a new runs/demo*)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="size of the demo")
-    parser.add_argument("--rate", type=float, default=0.5, help="channel rate pruned by both methods")
+    parser.add_argument("--rate", type=float, default=0.5, help="channel rate pruned by Network Slimming")
+    parser.add_argument("--target-macs", type=float, default=0.43, help="DepGraph's MACs target (fraction)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # The demo is offline: Ultralytics (8.1 and 8.4 alike) skips its update check when this is set before it is
@@ -205,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ["YOLO_OFFLINE"] = "True"
     if args.out is not None and args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out} is not empty; the demo never writes over earlier results")
-    run_demo(args.out, args.preset, args.rate, args.seed)
+    run_demo(args.out, args.preset, args.rate, args.seed, args.target_macs)
     return 0
 
 
