@@ -41,7 +41,7 @@ def test_depgraph_derives_each_step_from_the_target(tmp_path):
 def test_absolute_target_has_its_own_key(tmp_path):
     base = _prune(tmp_path, "probe", "iterative_steps=1", "rate=0.1")[0]["baseline"]["macs"]
     gmacs = round(0.5 * base / 1e9, 4)
-    report, log = _prune(tmp_path, "abs", "iterative_steps=1", f"target_gmacs={gmacs}")
+    report, log = _prune(tmp_path, "absolute_target", "iterative_steps=1", f"target_gmacs={gmacs}")
     target = report["target_macs"]
     assert target["key"] == "target_gmacs" and target["goal_macs"] == pytest.approx(gmacs * 1e9)
     assert target["met"] is True and target["reached_macs"] >= 0.85 * gmacs * 1e9
