@@ -78,6 +78,13 @@ def _interrupt(setup, name: str, sig: int) -> dict:
                 assert time.time() < deadline, "step 2 never started"
                 time.sleep(0.05)
             proc.send_signal(sig)
+            # A Ctrl-C that lands in a stretch of native code (a torch kernel, ONNX Runtime) is raised when Python
+            # resumes; should a step still end without it, press Ctrl-C again, as a user would, until it stops.
+            while sig == signal.SIGINT and proc.poll() is None and len(_report(run_dir)["steps"]) == 1:
+                try:
+                    proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(sig)
             rc = proc.wait(timeout=300)
         finally:
             if proc.poll() is None:
