@@ -129,3 +129,25 @@ def trained(workdir, dataset):
     )
     best = workdir / "runs" / "detect" / "base" / "weights" / "best.pt"
     return {"best": best, "dir": best.parent.parent, "stdout": proc.stdout + proc.stderr}
+
+
+def kill_between_epoch_saves(args, cwd, last, log, timeout=600):
+    """Run a training command and SIGKILL it between two epoch saves: once ``last`` (its last.pt) has been written
+    and has stayed unchanged a moment. The output goes to ``log``."""
+    import signal
+    import subprocess
+    import time
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=cwd, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline, seen, still = time.time() + timeout, None, 0.0
+            while proc.poll() is None and time.time() < deadline and still < 0.1:
+                stamp = last.stat().st_mtime_ns if last.is_file() else None
+                still = still + 0.01 if stamp is not None and stamp == seen else 0.0
+                seen = stamp
+                time.sleep(0.01)
+            assert proc.poll() is None, f"the fine-tune ended before it could be interrupted:\n{log.read_text()[-3000:]}"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()

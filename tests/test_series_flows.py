@@ -18,7 +18,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import FAST, YOLO, run_python, run_yolo, subprocess_env, ultralytics_series
+from conftest import FAST, YOLO, kill_between_epoch_saves, run_python, run_yolo, subprocess_env, ultralytics_series
 
 IMGSZ = 64
 COMMON = (f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", *FAST)
@@ -141,19 +141,7 @@ def test_interrupted_fine_tune_of_a_pruned_model_resumes_pruned(family):
     epochs = 20
     args = [YOLO, "train", f"model={pruned}", f"data={family['data']}", f"epochs={epochs}", *COMMON, "name=ft"]
     last, log = run_dir / "weights" / "last.pt", work / "ft.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
-        try:  # kill it between two epoch saves: once last.pt has been written and has stayed unchanged a moment
-            deadline, seen, still = time.time() + 600, None, 0.0
-            while proc.poll() is None and time.time() < deadline and still < 0.1:
-                stamp = last.stat().st_mtime_ns if last.is_file() else None
-                still = still + 0.01 if stamp is not None and stamp == seen else 0.0
-                seen = stamp
-                time.sleep(0.01)
-            assert proc.poll() is None, f"the fine-tune ended before it could be interrupted:\n{log.read_text()[-3000:]}"
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait()
+    kill_between_epoch_saves(args, work, last, log)
     done = len((run_dir / "results.csv").read_text().strip().splitlines()) - 1
     assert 1 <= done < epochs
     run_yolo("train", "resume", f"model={last}", cwd=work)

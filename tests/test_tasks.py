@@ -147,6 +147,14 @@ def test_policy_protects_each_output_branch(name):
     policy.check_supported(model)
 
 
+def _prune(model, method: str) -> None:
+    """Prune ``model`` at rate 0.5 in place with DepGraph or slim."""
+    if method == "depgraph":
+        depgraph.prune_once(model, IMGSZ, 0.5)
+    else:
+        slim.slim_prune(model, 0.5, imgsz=IMGSZ, verbose=False)
+
+
 @pytest.mark.parametrize("method", ["depgraph", "slim"])
 @pytest.mark.parametrize("name", MODELS)
 def test_prune_keeps_head_outputs(name, method):
@@ -156,10 +164,7 @@ def test_prune_keeps_head_outputs(name, method):
     before = output_shapes(model)
     widths = policy.protected_widths(model)
     params = sum(p.numel() for p in model.parameters())
-    if method == "depgraph":
-        depgraph.prune_once(model, IMGSZ, 0.5)
-    else:
-        slim.slim_prune(model, 0.5, imgsz=IMGSZ, verbose=False)
+    _prune(model, method)
     assert output_shapes(model) == before
     assert policy.protected_widths(model) == widths
     assert sum(p.numel() for p in model.parameters()) < 0.8 * params
@@ -301,10 +306,7 @@ def test_pose26_other_keypoint_shape(method, task_data, tmp_path):
     model = build("yolo26n-pose.yaml", KPT_SHAPE)
     before = output_shapes(model)
     params = sum(p.numel() for p in model.parameters())
-    if method == "depgraph":
-        depgraph.prune_once(model, IMGSZ, 0.5)
-    else:
-        slim.slim_prune(model, 0.5, imgsz=IMGSZ, verbose=False)
+    _prune(model, method)
     assert output_shapes(model) == before
     (head,) = policy.heads(model)
     for branch in ("cv2", "cv3", "cv4"):
