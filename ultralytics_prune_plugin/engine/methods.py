@@ -8,6 +8,7 @@ means adding a class here and naming it in :data:`METHODS` (and in ``config.METH
 from __future__ import annotations
 
 from copy import deepcopy
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -58,7 +59,9 @@ class DepGraphMethod:
                 f"\n{PREFIX}step {k}/{steps}: pruning {what} (MACs now {run.evaluator.last_macs / 1e9:.3f} G, "
                 f"importance={args.importance})"
             )
-            prune_once(model, args.imgsz, ratio, round_to=args.round_to, options=options)
+            # with a target, ratio_for has filled the gradients already: the step need not compute them again
+            step_options = replace(options, gradients=None) if goal is not None else options
+            prune_once(model, args.imgsz, ratio, round_to=args.round_to, options=step_options)
             extra["step_ratio"] = ratio
             clamped = self.clamped_layers(model, args.round_to)
             if clamped:
@@ -78,8 +81,6 @@ class DepGraphMethod:
         Returns:
             ``(ratio, trials)``; the largest ratio tried (0.95) when even that cannot reach the goal.
         """
-        from dataclasses import replace
-
         from ultralytics_prune_plugin.engine.training_batches import copy_gradients
         from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, prune_once
 
