@@ -2,6 +2,9 @@
 # (benchmarks/run.py, then the recipes at equal MACs of benchmarks/equal_macs.py).
 # Each target creates the virtual environments it needs and installs the plugin and its dependencies into them.
 #
+#   .venv-torch torch and torchvision, installed once (the pinned wheels are a CUDA build of about 5.5 GB); every other
+#               environment sees them through a .pth file placed after its own site-packages, so pip counts them as
+#               installed and each environment's own packages still come first
 #   .venv       the plugin installed into a fresh environment: pip resolves the latest supported Ultralytics (8.4.x)
 #   .venv-8.N   Ultralytics 8.N installed first (the user's own), then the plugin, which must keep that version
 #
@@ -12,6 +15,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+TORCH_ENV := .venv-torch
 PIN_8.1 := 8.1.47
 PIN_8.2 := 8.2.103
 PIN_8.3 := 8.3.253
@@ -29,15 +33,27 @@ LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py t
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: $(SOURCES)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+# Site-packages of an environment's python.
+site = $$($(1)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+# Create the environment $(1) and let it see the shared torch.
+define new_env
+test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+echo "$(call site,$(TORCH_ENV))" > "$(call site,$(1))/_shared_torch.pth"
+$(1)/bin/python -c "import torch, torchvision"
+endef
+
+$(TORCH_ENV)/.installed:
+	test -x $(TORCH_ENV)/bin/python || $(PYTHON) -m venv $(TORCH_ENV)
+	$(TORCH_ENV)/bin/python -m pip install --quiet $(TORCH_PINS)
+	touch $@
+
+$(VENV)/.installed: $(SOURCES) $(TORCH_ENV)/.installed
+	$(call new_env,$(VENV))
 	$(BIN)/python -m pip install --quiet ".[test]"
 	touch $@
 
-.venv-%/.installed: $(SOURCES)
-	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
-	.venv-$*/bin/python -m pip install --quiet $(TORCH_PINS)
+.venv-%/.installed: $(SOURCES) $(TORCH_ENV)/.installed
+	$(call new_env,.venv-$*)
 	.venv-$*/bin/python -m pip install --quiet "ultralytics==$(PIN_$*)"
 	.venv-$*/bin/python -m pip install --quiet ".[test]"
 	.venv-$*/bin/python -c "import ultralytics as u, sys; sys.exit(0 if u.__version__ == '$(PIN_$*)' else \
@@ -64,4 +80,4 @@ bench: install
 	$(BIN)/python benchmarks/equal_macs.py
 
 clean:
-	rm -rf $(VENV) .venv-8.* build *.egg-info
+	rm -rf $(VENV) .venv-8.* $(TORCH_ENV) build *.egg-info
