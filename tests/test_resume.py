@@ -67,9 +67,11 @@ def _interrupt(setup, name: str, sig: int) -> dict:
     """Start the run, wait until step 1 is recorded and step 2's fine-tune has started, then send ``sig``."""
     run_dir = setup["work"] / "runs" / "detect" / name
     log = setup["work"] / f"{name}.log"
+    tmp = setup["work"] / f"{name}.tmp"  # the run's own temporary folder, to see what it leaves behind
+    tmp.mkdir()
     with open(log, "w") as out:
-        proc = subprocess.Popen([YOLO, *setup["args"], f"name={name}"], cwd=setup["work"], env=subprocess_env(), stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([YOLO, *setup["args"], f"name={name}"], cwd=setup["work"],
+                                env=subprocess_env({"TMPDIR": str(tmp)}), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 600
         try:
             while not ((run_dir / "step_2").is_dir() and (run_dir / "weights" / "step_1.pt").is_file()
@@ -90,7 +92,7 @@ def _interrupt(setup, name: str, sig: int) -> dict:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return {"dir": run_dir, "rc": rc, "log": log.read_text()}
+    return {"dir": run_dir, "rc": rc, "log": log.read_text(), "tmp": tmp}
 
 
 def _check_nothing_half_written(run_dir: Path) -> None:
@@ -176,5 +178,6 @@ def test_sigint_prints_how_to_resume_and_resumes(setup, uninterrupted):
     command = shlex.split(hint[0].split("resume with: ", 1)[1])
     assert command[:2] == ["yolo", "prune"] and command[2] == f"resume={run['dir'].resolve()}"
     _check_nothing_half_written(run["dir"])
+    assert sorted(p.name for p in run["tmp"].glob("prune-*")) == []  # the training batches' folder is gone
     proc = run_yolo(*command[1:], cwd=setup["work"])  # the printed command, as printed
     _check_resumed(run["dir"], uninterrupted, proc.stdout + proc.stderr)

@@ -87,6 +87,9 @@ class PruneRun:
         except KeyboardInterrupt:
             self._log_interrupted()
             raise
+        finally:
+            if hasattr(self, "evaluator"):  # set once the run has its folder
+                self.evaluator.close()  # the training batches' temporary folder, whatever ended the run
 
     def _run(self) -> Dict[str, Any]:
         """Start (or resume) the run, prune step by step, finish."""
