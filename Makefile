@@ -1,5 +1,6 @@
 # ultralytics-prune-plugin: `make demo` runs the offline demo, `make test` the test suite, `make bench` the benchmark
-# (benchmarks/run.py, then the recipes at equal MACs of benchmarks/equal_macs.py).
+# (benchmarks/run.py, then the recipes at equal MACs of benchmarks/equal_macs.py and head pruning's speed-up,
+# benchmarks/head_speed.py).
 # Each target creates the virtual environments it needs and installs the plugin and its dependencies into them.
 #
 #   .venv-torch torch and torchvision, installed once (the pinned wheels are a CUDA build of about 5.5 GB); every other
@@ -78,6 +79,7 @@ test-8.2 test-8.3: test-%: .venv-%/.installed
 bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/equal_macs.py
+	$(BIN)/python benchmarks/head_speed.py
 
 clean:
 	rm -rf $(VENV) .venv-8.* $(TORCH_ENV) build *.egg-info

@@ -11,7 +11,8 @@ every recipe here is given the same MACs target (``target_macs``) and the same t
 3. The run's report gives MACs, mAP50-95 (PyTorch) and wall time; afterwards every result and its input are exported
    at 640 px and timed together in ONNX Runtime (CPU, batch 1, all files of a model taking turns run by run).
 
-Writes ``results_equal_macs.json``, ``results_equal_macs.md`` and two plots next to this file.
+Writes ``results_equal_macs.json``, ``results_equal_macs.md`` and two plots (``equal_macs_map_vs_*.png``) next to
+this file; ``--out NAME`` writes ``NAME.json``, ``NAME.md`` and ``NAME_map_vs_*.png`` instead (another series, say).
 Run: ``python benchmarks/equal_macs.py [--models yolov8n yolo11n] [--targets 0.5 0.43 0.3] [--recipes ...]``.
 """
 
@@ -64,12 +65,26 @@ RECIPES: Dict[str, Any] = {
     "taylor+kd+nbs16": ("taylor+kd with nbs=16", 0, [],
                         [*_DG, "prune_head=False", "nbs=16", "distill=True", "recalibrate_bn=True",
                          "warmup_epochs=0", "importance=taylor"]),
-    "head+kd+nbs16": ("head+kd with nbs=16: the keys that became the defaults", 0, [],
+    "head+kd+nbs16": ("l2+kd+nbs16 with the head's inner convolutions pruned too (prune_head=True)", 0, [],
                       [*_DG, "prune_head=True", "nbs=16", "distill=True", "recalibrate_bn=True", "warmup_epochs=0"]),
+    "l2+kd+nbs16+sgd": ("l2+kd+nbs16 with SGD at lr0 0.01 (optimizer=auto picks AdamW at 0.002·5/(4+nc) = 0.001 "
+                        "for a run this short)", 0, [],
+                        [*_DG, "prune_head=False", "nbs=16", "distill=True", "recalibrate_bn=True", "warmup_epochs=0",
+                         "optimizer=SGD", "lr0=0.01"]),
+    "l2+kd+nbs16+lowlr": ("l2+kd+nbs16 with AdamW at lr0 0.0002 (what optimizer=auto gives 80 classes is 0.00012)",
+                          0, [],
+                          [*_DG, "prune_head=False", "nbs=16", "distill=True", "recalibrate_bn=True",
+                           "warmup_epochs=0", "optimizer=AdamW", "lr0=0.0002"]),
+    "l2+ukd+nbs16": ("l2+nbs16 distilled by Ultralytics' own feature distillation (8.4 and later: `distill_model`, "
+                     "`dis` 6) instead of the plugin's", 0, [],
+                     [*_DG, "prune_head=False", "nbs=16", "distill=False", "recalibrate_bn=True", "warmup_epochs=0",
+                      "distill_model={input}"]),
     # Sparse training first (5 of the 10 epochs), then the default fine-tune settings.
-    "group+kd": ("group sparse learning for 5 epochs (sr 1e-3), then one DepGraph step with 5 distilled epochs, head "
-                 "pruned", 5, ["method=group", "sr=0.001"],
-                 ["iterative_steps=1", f"epochs={EPOCHS - 5}", "distill=True", "prune_head=True", "nbs=16"]),
+    "group+kd": ("group sparse learning for 5 epochs (sr 1e-3), then one DepGraph step with 5 distilled epochs, the "
+                 "default fine-tune settings", 5, ["method=group", "sr=0.001"],
+                 ["iterative_steps=1", f"epochs={EPOCHS - 5}", "distill=True", "prune_head=False", "nbs=16"]),
+    "group+head+kd": ("group+kd with the head's inner convolutions pruned too", 5, ["method=group", "sr=0.001"],
+                      ["iterative_steps=1", f"epochs={EPOCHS - 5}", "distill=True", "prune_head=True", "nbs=16"]),
     "slim+kd": ("Network Slimming: 5 sparse epochs (sr 0.01), one threshold, 5 distilled fine-tune epochs", 5,
                 ["sr=0.01"], ["method=slim", f"epochs={EPOCHS - 5}", "distill=True", "nbs=16"]),
     "default": ("`yolo prune target_macs=T iterative_steps=2 epochs=5`, every other key at its default: the same keys as "
@@ -124,6 +139,7 @@ def run_recipe(model: str, target: float, recipe: str, base: Path, data: str, wo
     run_dir = work / "runs" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    keys = [key.replace("{input}", str(base)) for key in keys]  # the unpruned input, where a recipe names it
     seconds = _run(["prune", f"model={source}", f"data={data}", f"target_macs={target}", *keys, *COMMON,
                     f"project={work / 'runs'}", f"name={name}", "exist_ok=True"], work / f"{name}.log", work)
     row = row_from_run(model, target, recipe, run_dir, seconds, pre_s)
@@ -205,13 +221,19 @@ def markdown(record: Dict[str, Any]) -> str:
     lines += ["", "Recipes:", ""]
     lines += [
         f"- **{name}**: {what}; " + (f"`yolo sparse {' '.join(sparse)}` for {n} epochs, then " if n else "")
-        + f"`yolo prune {' '.join(keys)}`."
+        + f"`yolo prune {' '.join(k.replace('{input}', 'INPUT.pt') for k in keys)}`."
         for name, (what, n, sparse, keys) in RECIPES.items()
         if any(r["recipe"] == name for r in record["rows"])
     ]
-    lines += ["", "![mAP50-95 against MACs](equal_macs_map_vs_macs.png)",
-              "![mAP50-95 against latency](equal_macs_map_vs_latency.png)", ""]
+    prefix = _plot_prefix(record["out"])
+    lines += ["", f"![mAP50-95 against MACs]({prefix}_map_vs_macs.png)",
+              f"![mAP50-95 against latency]({prefix}_map_vs_latency.png)", ""]
     return "\n".join(lines)
+
+
+def _plot_prefix(out: str) -> str:
+    """The plots' file-name prefix for the results named ``out``."""
+    return "equal_macs" if out == "results_equal_macs" else out
 
 
 def plots(record: Dict[str, Any]) -> None:
@@ -222,8 +244,8 @@ def plots(record: Dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     for x_key, x_label, file in (
-        ("macs_cut", "MACs cut (×)", "equal_macs_map_vs_macs.png"),
-        ("ort_ms", "ONNX Runtime latency at 640 px (ms)", "equal_macs_map_vs_latency.png"),
+        ("macs_cut", "MACs cut (×)", f"{_plot_prefix(record['out'])}_map_vs_macs.png"),
+        ("ort_ms", "ONNX Runtime latency at 640 px (ms)", f"{_plot_prefix(record['out'])}_map_vs_latency.png"),
     ):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for recipe in sorted({r["recipe"] for r in record["rows"]}):
@@ -252,6 +274,7 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--merge", action="store_true", help="keep rows of earlier runs for other combinations")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--collect", action="store_true", help="only gather finished runs of --work into the tables")
+    parser.add_argument("--out", default="results_equal_macs", help="name of the result files next to this script")
     args = parser.parse_args(argv)
 
     import torch
@@ -261,12 +284,13 @@ def main(argv=None) -> Dict[str, Any]:
 
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    out_json = HERE / "results_equal_macs.json"
+    out_json = HERE / f"{args.out}.json"
     record = json.loads(out_json.read_text()) if args.merge and out_json.exists() else {"rows": []}
     record.update({
         "argv": list(argv if argv is not None else sys.argv[1:]),
         "started": datetime.now().isoformat(timespec="seconds"),
         "base_epochs": args.base_epochs,
+        "out": args.out,
         "environment": {
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "versions": f"Python {platform.python_version()}, torch {torch.__version__}, "
@@ -310,7 +334,7 @@ def main(argv=None) -> Dict[str, Any]:
     record["rows"].sort(key=lambda r: (r["model"], -r["target"], r["recipe"]))
     record["finished"] = datetime.now().isoformat(timespec="seconds")
     out_json.write_text(json.dumps(record, indent=1))
-    (HERE / "results_equal_macs.md").write_text(markdown(record))
+    (HERE / f"{args.out}.md").write_text(markdown(record))
     plots(record)
     return record
 
