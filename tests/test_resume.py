@@ -178,6 +178,7 @@ def test_sigint_prints_how_to_resume_and_resumes(setup, uninterrupted):
     command = shlex.split(hint[0].split("resume with: ", 1)[1])
     assert command[:2] == ["yolo", "prune"] and command[2] == f"resume={run['dir'].resolve()}"
     _check_nothing_half_written(run["dir"])
-    assert sorted(p.name for p in run["tmp"].glob("prune-*")) == []  # the training batches' folder is gone
+    assert not (run["dir"] / ".batches").exists()  # the training batches' folder is gone,
+    assert [p.name for p in run["tmp"].iterdir() if p.name.startswith("prune-")] == []  # none left in TMPDIR either
     proc = run_yolo(*command[1:], cwd=setup["work"])  # the printed command, as printed
     _check_resumed(run["dir"], uninterrupted, proc.stdout + proc.stderr)

@@ -22,6 +22,8 @@ from ultralytics_prune_plugin.engine.run_config import RunConfig
 from ultralytics_prune_plugin.engine.tasks import read_metrics
 
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
+# The folder of the run where the trainer that loads training batches writes its arguments; removed when the run ends.
+BATCHES_FOLDER = ".batches"
 RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
 
 
@@ -123,7 +125,8 @@ class Evaluator:
 
             keys = ("data", "imgsz", "batch", "device", "workers", "seed")
             overrides = {key: getattr(self.args, key) for key in keys}
-            self._batches = TrainingBatches(self.config.task, {**overrides, "model": str(self.args.model)})
+            self._batches = TrainingBatches(self.config.task, {**overrides, "model": str(self.args.model)},
+                                            folder=self.save_dir / BATCHES_FOLDER)
         return self._batches
 
     def recalibrate(self, model: nn.Module) -> bool:
@@ -135,7 +138,7 @@ class Evaluator:
         return True
 
     def close(self) -> None:
-        """Remove the temporary files of the training batches."""
+        """Remove the training batches' folder (``.batches/`` in the run folder)."""
         if self._batches is not None:
             self._batches.close()
 

@@ -16,7 +16,9 @@ The model's training flags, ``args`` and cached criterion are restored afterward
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
@@ -38,27 +40,34 @@ class TrainingBatches:
         overrides: Arguments for the task's trainer: ``model`` (only named), ``data``, ``imgsz``, ``batch``, ``device``,
             ``workers``.
         batches: How many batches to sum the gradients over, and to re-estimate BatchNorm statistics on.
+        folder: Where the trainer writes its ``args.yaml`` (removed by :meth:`close`, and replaced when it exists);
+            None for a temporary folder.
     """
 
-    def __init__(self, task: str, overrides: Dict[str, Any], batches: int = GRADIENT_BATCHES):
+    def __init__(self, task: str, overrides: Dict[str, Any], batches: int = GRADIENT_BATCHES,
+                 folder: Optional[Path] = None):
         self.task = task
         self.overrides = overrides
         self.batches = batches
+        self.folder = Path(folder) if folder is not None else None
         self._trainer = None
-        self._folder: Optional[tempfile.TemporaryDirectory] = None
+        self._temporary: Optional[tempfile.TemporaryDirectory] = None
 
     def trainer(self):
-        """The task's trainer, built once (in a temporary folder: it writes ``args.yaml`` on creation)."""
+        """The task's trainer, built once (in :attr:`folder`: it writes ``args.yaml`` on creation)."""
         if self._trainer is None:
             from ultralytics_prune_plugin.engine.trainer import prune_aware_trainers
 
-            self._folder = tempfile.TemporaryDirectory(prefix="prune-gradients-")
+            if self.folder is None:
+                self._temporary = tempfile.TemporaryDirectory(prefix="prune-batches-")
+                self.folder = Path(self._temporary.name) / "batches"
+            shutil.rmtree(self.folder, ignore_errors=True)  # left by a killed run
             overrides = {
                 **self.overrides,
                 "task": self.task,
                 "mode": "train",
-                "project": self._folder.name,
-                "name": "gradients",
+                "project": str(self.folder.parent),
+                "name": self.folder.name,
                 "exist_ok": True,
                 "plots": False,
             }
@@ -124,10 +133,12 @@ class TrainingBatches:
             forget_cached_state(model)
 
     def close(self) -> None:
-        """Remove the temporary folder."""
-        if self._folder is not None:
-            self._folder.cleanup()
-            self._folder = None
+        """Remove the trainer's folder."""
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = self.folder = None
+        elif self.folder is not None:  # also the one a killed run left, when this run never needed it
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class _RandomState:
