@@ -36,6 +36,11 @@ def pytest_configure(config):
     SETTINGS.update({"runs_dir": "runs", "weights_dir": "weights"})
 
 
+def pytest_unconfigure(config):
+    """Remove the suite's settings folder."""
+    shutil.rmtree(os.environ["YOLO_CONFIG_DIR"], ignore_errors=True)
+
+
 def ultralytics_series():
     """The installed Ultralytics series as a tuple, e.g. (8, 4); families and tasks differ between series."""
     import ultralytics
