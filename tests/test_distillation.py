@@ -271,18 +271,20 @@ def test_prune_fine_tunes_distill_by_default(work, data, distill):
     # fine-tune defaults for a pruned model: one optimizer step per batch, no warm-up, no mosaic; a given key wins
     args = internals().load_weights(run_dir / "step_1" / "weights" / "last.pt")[1]["train_args"]
     assert args["nbs"] == 8 and args["warmup_epochs"] == 0 and args["close_mosaic"] == 1
-    assert "fine-tunes: close_mosaic=1, warmup_epochs=0, nbs=8" in out
+    assert args["optimizer"] == "SGD" and args["lr0"] == 0.01
+    assert "fine-tunes: close_mosaic=1, warmup_epochs=0, optimizer=SGD, nbs=8" in out
 
 
 def test_fine_tune_keys_given_win(work, data):
     run_yolo("prune", "model=yolov8n.yaml", f"data={data}", "rate=0.3", "iterative_steps=1", "epochs=1", "nbs=64",
-             "warmup_epochs=1", f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST, "name=given",
-             "distill=False", cwd=work)
+             "warmup_epochs=1", "optimizer=AdamW", "lr0=0.002", f"imgsz={IMGSZ}", "batch=8", "workers=0",
+             "plots=False", *FAST, "name=given", "distill=False", cwd=work)
     from ultralytics_prune_plugin.adapters import internals
 
     last = work / "runs" / "detect" / "given" / "step_1" / "weights" / "last.pt"
     args = internals().load_weights(last)[1]["train_args"]
     assert args["nbs"] == 64 and args["warmup_epochs"] == 1 and args["close_mosaic"] == 1
+    assert args["optimizer"] == "AdamW" and args["lr0"] == 0.002
 
 
 def test_bad_teacher_is_one_line(work, data, teacher, tmp_path):
