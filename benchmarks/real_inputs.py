@@ -1,0 +1,89 @@
+"""Converged inputs for the real-data benchmark: each model trained from its ``*.yaml`` on the tree-crown tiles of
+:mod:`real_data` until validation mAP50-95 stops improving (Ultralytics' ``patience``).
+
+No pretrained weights can be downloaded here, so every input starts from random weights. A run that was stopped is
+resumed from its ``last.pt``; a finished one (``weights/best.pt`` beside a ``results.csv`` whose last epoch is the
+final one or an early stop) is reused. Each run's wall time and its epochs are written to ``inputs.json`` in the
+root, which the results quote.
+
+Trainings take hours on 2 cores: run them pinned to one thread (``OMP_NUM_THREADS=1``) so that other work can use
+the second core::
+
+    OMP_NUM_THREADS=1 python benchmarks/real_inputs.py --root /root/bench-real yolov8n yolo11n
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import real_data  # noqa: E402
+
+# One recipe for every input: the data is small (72 training tiles), so many epochs, with early stopping.
+TRAIN_ARGS = dict(imgsz=320, batch=16, epochs=400, patience=60, workers=1, seed=0, deterministic=False, plots=False)
+
+
+def _finished(run: Path) -> bool:
+    """Whether the run ended: Ultralytics strips the optimizer from last.pt when a training ends."""
+    last = run / "weights" / "last.pt"
+    if not last.is_file():
+        return False
+    import torch
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    return ckpt.get("optimizer") is None
+
+
+def _epochs(run: Path) -> tuple[int, float]:
+    """Epochs run and best validation mAP50-95 from the run's results.csv."""
+    with open(run / "results.csv", newline="") as f:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    return len(rows), max(float(r["metrics/mAP50-95(B)"]) for r in rows)
+
+
+def train_input(model: str, data: Path, runs: Path) -> Path:
+    """Train (or resume, or reuse) one converged input; returns its best.pt."""
+    from ultralytics import YOLO
+
+    run = runs / model
+    if not _finished(run):
+        last = run / "weights" / "last.pt"
+        if last.is_file():
+            YOLO(str(last)).train(resume=True)
+        else:
+            YOLO(f"{model}.yaml").train(data=str(data), project=str(runs), name=model, exist_ok=False, **TRAIN_ARGS)
+    return run / "weights" / "best.pt"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="model names, e.g. yolov8n yolo11n yolo26n yolov8s yolo11s")
+    parser.add_argument("--root", type=Path, default=real_data.DEFAULT_ROOT.parent, help="benchmark folder")
+    ns = parser.parse_args()
+    os.environ.setdefault("YOLO_OFFLINE", "True")
+    root = ns.root.resolve()
+    data = real_data.build(root / "data")
+    log = root / "inputs.json"
+    record = json.loads(log.read_text()) if log.is_file() else {}
+    for model in ns.models:
+        start = time.time()
+        best = train_input(model, data, root / "inputs")
+        epochs, best_map = _epochs(best.parent.parent)
+        entry = record.setdefault(model, {"wall_s": 0.0})
+        entry.update(best=str(best), epochs=epochs, best_map50_95=best_map, train_args=TRAIN_ARGS,
+                     wall_s=entry["wall_s"] + time.time() - start, threads=os.environ.get("OMP_NUM_THREADS"))
+        log.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"{model}: {epochs} epochs, best mAP50-95 {best_map:.3f}, {entry['wall_s'] / 3600:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
