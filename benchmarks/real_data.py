@@ -10,7 +10,7 @@ cuts them into 320-px tiles at their native 0.1 m per pixel with :func:`ultralyt
 * val: ``2019_YELL_2_541000_4977000_image_crop`` (1249x1035 px, 279 crowns), a different flight line, so no pixel
   of a validation tile is in training.
 
-One class (``Tree``); crowns are about 15-60 px across, often touching: a small-object, crowded detection problem.
+One class, ``Tree`` (``SOAP_061`` labels its crowns ``Alive`` and ``Dead``; both become ``Tree``); crowns are about 15-60 px across, often touching: a small-object, crowded detection problem.
 
 Usage::
 
@@ -67,6 +67,7 @@ def build(root: Path = DEFAULT_ROOT) -> Path:
         train=[images / f"{s}.png" for s in TRAIN],
         val=[images / f"{s}.png" for s in VAL],
         tile=TILE,
+        rename={"Alive": "Tree", "Dead": "Tree"},
     )
 
 

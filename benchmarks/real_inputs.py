@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import real_data  # noqa: E402
 
 # One recipe for every input: the data is small (72 training tiles), so many epochs, with early stopping.
-TRAIN_ARGS = dict(imgsz=320, batch=16, epochs=400, patience=60, workers=1, seed=0, deterministic=False, plots=False)
+TRAIN_ARGS = dict(imgsz=320, batch=8, epochs=300, patience=50, workers=1, seed=0, deterministic=False, plots=False)
 
 
 def _finished(run: Path) -> bool:

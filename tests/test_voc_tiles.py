@@ -124,3 +124,12 @@ def test_refusals(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         make_tiled_dataset(tmp_path / "full", train=[image], val=[other], tile=32)
     assert (tmp_path / "full" / "mine.txt").read_text() == "keep me"
+
+
+def test_rename_merges_classes(tmp_path):
+    a = _write_voc(tmp_path, "a", (64, 64), [("Tree", (1, 1, 9, 9)), ("Dead", (20, 20, 30, 30))])
+    b = _write_voc(tmp_path, "b", (64, 64), [("Alive", (1, 1, 9, 9))])
+    data = make_tiled_dataset(tmp_path / "out", train=[a], val=[b], tile=64, rename={"Dead": "Tree", "Alive": "Tree"})
+    assert json.loads((data.parent / "voc_tiles.json").read_text())["names"] == ["Tree"]
+    assert [label[0] for label in _labels(data.parent / "labels" / "train" / "a_00_00.txt")] == [0, 0]
+    assert [label[0] for label in _labels(data.parent / "labels" / "val" / "b_00_00.txt")] == [0]

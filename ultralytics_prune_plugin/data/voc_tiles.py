@@ -141,6 +141,7 @@ def make_tiled_dataset(
     overlap: int = 0,
     min_visible: float = 0.5,
     names: Sequence[str] | None = None,
+    rename: dict[str, str] | None = None,
 ) -> Path:
     """Write a YOLO detection dataset of square tiles cut from VOC-annotated images.
 
@@ -155,7 +156,9 @@ def make_tiled_dataset(
         tile: Tile side in pixels (32 to 4096).
         overlap: Pixels shared by neighbouring tiles (0 to ``tile // 2``).
         min_visible: Least fraction of a box's area inside a tile for the box to be labelled there (0 < x <= 1).
-        names: Class names in label order; the sorted names found in the annotations if ``None``.
+        names: Class names in label order; the sorted names found in the annotations (after ``rename``) if
+            ``None``.
+        rename: Annotation names to relabel, e.g. ``{"Dead": "Tree"}`` to merge classes.
 
     Returns:
         Absolute path of ``root/data.yaml``.
@@ -183,7 +186,9 @@ def make_tiled_dataset(
         for image in sources[split]:
             if not image.is_file():
                 raise FileNotFoundError(f"{image}: no such image")
-            annotations[image] = read_voc(_annotation_of(image))
+            size, boxes = read_voc(_annotation_of(image))
+            renamed = [VocBox((rename or {}).get(b.name, b.name), b.x1, b.y1, b.x2, b.y2) for b in boxes]
+            annotations[image] = size, renamed
     found = sorted({b.name for _, boxes in annotations.values() for b in boxes})
     names = list(names) if names is not None else found
     missing = sorted(set(found) - set(names))
@@ -195,6 +200,7 @@ def make_tiled_dataset(
         "overlap": int(overlap),
         "min_visible": float(min_visible),
         "names": names,
+        "rename": dict(sorted((rename or {}).items())),
         "sources": {split: [p.name for p in sources[split]] for split in SPLITS},
     }
     root = Path(root).expanduser().resolve()
