@@ -6,7 +6,8 @@
 #   .venv-torch torch and torchvision, installed once (the pinned wheels are a CUDA build of about 5.5 GB); every other
 #               environment sees them through a .pth file placed after its own site-packages, so pip counts them as
 #               installed and each environment's own packages still come first
-#   .venv       the plugin installed into a fresh environment: pip resolves the latest supported Ultralytics (8.4.x)
+#   .venv       the plugin installed into a fresh environment together with the pinned latest release (PIN_8.4), so
+#               that CI tests the same 8.4.x every day; `pip install .` alone would resolve the newest 8.4.x
 #   .venv-8.N   Ultralytics 8.N installed first (the user's own), then the plugin, which must keep that version
 #
 # `make test` runs the whole suite on 8.1.47; on the latest 8.4 the core flows of every family and every task, 8.2-trained
@@ -20,6 +21,7 @@ TORCH_ENV := .venv-torch
 PIN_8.1 := 8.1.47
 PIN_8.2 := 8.2.103
 PIN_8.3 := 8.3.253
+PIN_8.4 := 8.4.190
 SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name '*.py') \
 	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
 PYTEST := -m pytest -q -p no:cacheprovider --durations=10
@@ -50,7 +52,9 @@ $(TORCH_ENV)/.installed:
 
 $(VENV)/.installed: $(SOURCES) $(TORCH_ENV)/.installed
 	$(call new_env,$(VENV))
-	$(BIN)/python -m pip install --quiet ".[test]"
+	$(BIN)/python -m pip install --quiet ".[test]" "ultralytics==$(PIN_8.4)"
+	$(BIN)/python -c "import ultralytics as u, sys; sys.exit(0 if u.__version__ == '$(PIN_8.4)' else \
+		f'expected ultralytics $(PIN_8.4), found {u.__version__}')"
 	touch $@
 
 .venv-%/.installed: $(SOURCES) $(TORCH_ENV)/.installed

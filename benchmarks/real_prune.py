@@ -1,0 +1,244 @@
+"""Pruning on real photographs (the tree-crown tiles of :mod:`real_data`), against converged inputs.
+
+Parts (``--parts``), each through the public ``yolo`` command, each run reused when its folder is complete:
+
+* ``continue``: the collapse check. The converged input trained a few more epochs *without* pruning, under
+  variations of the fine-tune settings (``CONTINUATIONS``); the per-epoch mAP50-95 shows which setting keeps what the
+  input knew. A fine-tune that starts by falling far below its input wastes its budget on getting back.
+* ``recipe``: ``yolo prune model=INPUT data=DATA target_macs=T`` at each ``--targets`` value, with a fine-tune budget
+  of ``--budget`` (20 %) of the input's own training epochs, spread over two steps; every other key at the plugin's
+  default unless ``--keys`` adds some. Beside it the *control*: the input trained the same number of epochs
+  unpruned with the fine-tune defaults.
+* ``bigsmall``: prune big or train small. Each ``s`` model of ``--big`` is pruned to the MACs of its family's ``n``
+  input (``target_gmacs``) with the same recipe, and compared with that ``n`` input at the same total epochs and,
+  after the timing, at the same measured ONNX Runtime latency.
+
+Every input and result is exported at the data's ``imgsz`` (320 px) and timed in one process with ONNX Runtime (CPU,
+batch 1, all files taking turns). Writes ``results_real.json`` and ``results_real.md`` beside this script (``--out``
+for another name) and plots of mAP50-95 against GMACs and against latency.
+
+Run the inputs first (``benchmarks/real_inputs.py``), then::
+
+    OMP_NUM_THREADS=1 python benchmarks/real_prune.py --root /root/bench-real --models yolov8n --parts continue recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, List
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import real_data  # noqa: E402
+import real_inputs  # noqa: E402
+
+COMMON = ["imgsz=320", "batch=8", "workers=1", "seed=0", "deterministic=False", "plots=False"]
+# The fine-tune defaults of a prune run, spelled out for the control and the continuations (yolo train does not
+# apply them): SGD, one optimizer step per batch, no warm-up, mosaic closed throughout.
+FT_DEFAULTS = ["optimizer=SGD", "lr0=0.01", "nbs=8", "warmup_epochs=0"]
+CONTINUE_EPOCHS = 4
+# name -> (what it changes, keys after FT_DEFAULTS)
+CONTINUATIONS: Dict[str, Any] = {
+    "defaults": ("the prune run's fine-tune defaults", []),
+    "lr1e-3": ("lr0 0.001", ["lr0=0.001"]),
+    "lr1e-4": ("lr0 0.0001 (where the input's own schedule ended: lr0 × lrf)", ["lr0=0.0001"]),
+    "nbs64": ("Ultralytics' nbs=64 (an optimizer step every 8 batches)", ["nbs=64"]),
+    "mosaic": ("mosaic kept on (close_mosaic=0)", ["close_mosaic=0"]),
+    "warmup": ("Ultralytics' 3 warm-up epochs", ["warmup_epochs=3"]),
+}
+
+
+def _yolo() -> str:
+    path = Path(sys.executable).with_name("yolo")
+    return str(path) if path.exists() else "yolo"
+
+
+def _run(args: List[str], log: Path) -> float:
+    """Run ``yolo <args>`` with its output in ``log``; return the wall time."""
+    start = time.time()
+    with open(log, "w") as f:
+        proc = subprocess.run([_yolo(), *args], cwd=log.parent, stdout=f, stderr=subprocess.STDOUT, env={**os.environ})
+    if proc.returncode:
+        raise RuntimeError(f"yolo {' '.join(args)} failed (exit {proc.returncode}); see {log}")
+    return time.time() - start
+
+
+def _column(results: Path, name: str = "metrics/mAP50-95(B)") -> List[float]:
+    with open(results, newline="") as f:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    return [float(r[name]) for r in rows]
+
+
+def _train(name: str, model: Path, data: Path, epochs: int, keys: List[str], runs: Path) -> Dict[str, Any]:
+    """``yolo detect train`` of ``model`` for ``epochs`` (reused when finished); its per-epoch mAP50-95."""
+    run = runs / name
+    if not (run / "weights" / "best.pt").is_file() or len(_column(run / "results.csv")) < epochs:
+        shutil.rmtree(run, ignore_errors=True)
+        seconds = _run(["detect", "train", f"model={model}", f"data={data}", f"epochs={epochs}", *COMMON, *keys,
+                        f"project={runs}", f"name={name}", "exist_ok=True"], runs / f"{name}.log")
+        (run / "wall_s.txt").write_text(f"{seconds:.1f}\n")
+    maps = _column(run / "results.csv")
+    return {"epoch_map50_95": maps, "best_map50_95": max(maps), "final_map50_95": maps[-1],
+            "wall_s": float((run / "wall_s.txt").read_text()), "best": str(run / "weights" / "best.pt")}
+
+
+def _prune(name: str, model: Path, data: Path, keys: List[str], runs: Path) -> Dict[str, Any]:
+    """``yolo prune`` (reused when its report exists); the row of the results table."""
+    run = runs / name
+    if not (run / "prune_report.json").is_file():
+        shutil.rmtree(run, ignore_errors=True)
+        seconds = _run(["prune", f"model={model}", f"data={data}", *COMMON, *keys, f"project={runs}", f"name={name}",
+                        "exist_ok=True"], runs / f"{name}.log")
+        (run / "wall_s.txt").write_text(f"{seconds:.1f}\n")
+    report = json.loads((run / "prune_report.json").read_text())
+    return {
+        "keys": keys, "macs_before": report["baseline"]["macs"], "macs_after": report["final"]["macs"],
+        "input_map50_95": report["baseline"]["map50_95"], "map50_95": report["final"]["map50_95"],
+        "steps": [{k: s.get(k) for k in ("step", "macs", "pruned_map50_95", "map50_95") if k in s}
+                  for s in report["steps"]],
+        "wall_s": float((run / "wall_s.txt").read_text()), "pt": str(run / "weights" / "pruned.pt"),
+    }
+
+
+def _macs(pt: Path, imgsz: int = 320) -> float:
+    """MACs of a checkpoint at ``imgsz`` with the plugin's counter."""
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.pruning.counting import count_macs_params
+
+    return float(count_macs_params(YOLO(str(pt)).model.float().eval(), imgsz)[0])
+
+
+def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50) -> Dict[str, float]:
+    """Export every checkpoint at ``imgsz`` and time all of them together in ONNX Runtime; label -> median ms."""
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.deploy.onnx import measure_latency
+
+    onnx = {}
+    for label, pt in files.items():
+        copy = work / "onnx" / f"{label}.pt"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pt, copy)
+        onnx[label] = YOLO(str(copy)).export(format="onnx", imgsz=imgsz, simplify=False)
+    return {k: v["median_ms"] for k, v in measure_latency(onnx, imgsz, runs=runs, warmup=5).items()}
+
+
+def _cpu() -> Dict[str, str]:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f" {f}" in text)
+    return {"cpu": name or platform.processor(), "flags": flags or "no AVX flags", "cores": str(os.cpu_count())}
+
+
+def main(argv=None) -> Dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=real_data.DEFAULT_ROOT.parent)
+    parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "yolo26n"])
+    parser.add_argument("--big", nargs="*", default=["yolov8s", "yolo11s"])
+    parser.add_argument("--parts", nargs="+", default=["continue", "recipe", "bigsmall"],
+                        choices=["continue", "recipe", "bigsmall"])
+    parser.add_argument("--continuations", nargs="+", default=list(CONTINUATIONS), choices=list(CONTINUATIONS))
+    parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
+    parser.add_argument("--budget", type=float, default=0.2, help="fine-tune epochs as a fraction of the input's")
+    parser.add_argument("--keys", nargs="*", default=[], help="extra yolo prune keys (a recipe variant)")
+    parser.add_argument("--tag", default="default", help="name of the recipe variant that --keys makes")
+    parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--out", default="results_real")
+    args = parser.parse_args(argv)
+
+    import torch
+    import ultralytics
+
+    os.environ.setdefault("YOLO_OFFLINE", "True")
+    root = args.root.resolve()
+    data = real_data.build(root / "data")
+    runs = root / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    out_json = HERE / f"{args.out}.json"
+    record = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    record.update({
+        "machine": _cpu(),
+        "versions": f"Python {platform.python_version()}, torch {torch.__version__}, "
+                    f"ultralytics {ultralytics.__version__}",
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "updated": datetime.now().isoformat(timespec="seconds"),
+    })
+    inputs = json.loads((root / "inputs.json").read_text())
+    record["inputs"] = inputs
+
+    def save():
+        out_json.write_text(json.dumps(record, indent=1) + "\n")
+
+    for model in args.models:
+        info = inputs[model]
+        best, epochs = Path(info["best"]), int(info["epochs"])
+        budget = max(2, int(args.budget * epochs)) // 2 * 2  # two steps of equal length
+        if "continue" in args.parts:
+            for name in args.continuations:
+                what, keys = CONTINUATIONS[name]
+                row = _train(f"continue_{model}_{name}", best, data, CONTINUE_EPOCHS,
+                             [*FT_DEFAULTS, f"close_mosaic={CONTINUE_EPOCHS}", *keys], runs)
+                record.setdefault("continue", {}).setdefault(model, {})[name] = {"what": what, **row}
+                save()
+                print(f"{model} continue {name}: {' '.join(f'{m:.3f}' for m in row['epoch_map50_95'])}", flush=True)
+        if "recipe" in args.parts:
+            control = _train(f"control_{model}_{budget}", best, data, budget,
+                             [*FT_DEFAULTS, f"close_mosaic={budget}"], runs)
+            record.setdefault("controls", {})[model] = {"epochs": budget, **control}
+            for target in args.targets:
+                keys = [f"target_macs={target}", "iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1",
+                        *args.keys]
+                row = _prune(f"{args.tag}_{model}_{target}", best, data, keys, runs)
+                row.update(model=model, target=target, recipe=args.tag, budget_epochs=budget,
+                           input_epochs=epochs, control_map50_95=control["best_map50_95"])
+                rows = record.setdefault("recipe", [])
+                rows[:] = [r for r in rows if (r["model"], r["target"], r["recipe"]) != (model, target, args.tag)]
+                rows.append(row)
+                save()
+                print(f"{model} {args.tag} target {target}: {row['input_map50_95']:.3f} -> {row['map50_95']:.3f} "
+                      f"({row['map50_95'] / row['input_map50_95']:.1%}; control {control['best_map50_95']:.3f})",
+                      flush=True)
+    if "bigsmall" in args.parts:
+        for big in args.big:
+            small = big[:-1] + "n"
+            if big not in inputs or small not in inputs:
+                print(f"bigsmall {big}: needs converged inputs {big} and {small} (benchmarks/real_inputs.py)")
+                continue
+            epochs = int(inputs[big]["epochs"])
+            budget = max(2, int(args.budget * epochs)) // 2 * 2
+            gmacs = _macs(Path(inputs[small]["best"])) / 1e9
+            keys = [f"target_gmacs={gmacs:.4f}", "iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1",
+                    *args.keys]
+            row = _prune(f"{args.tag}_{big}_to_{small}", Path(inputs[big]["best"]), data, keys, runs)
+            row.update(big=big, small=small, recipe=args.tag, big_epochs=epochs, budget_epochs=budget,
+                       small_epochs=int(inputs[small]["epochs"]), small_map50_95=inputs[small]["best_map50_95"],
+                       small_macs=gmacs * 1e9)
+            rows = record.setdefault("bigsmall", [])
+            rows[:] = [r for r in rows if (r["big"], r["recipe"]) != (big, args.tag)]
+            rows.append(row)
+            save()
+    if not args.no_latency:
+        files = {m: inputs[m]["best"] for m in inputs}
+        files.update({f"{r['recipe']}_{r['model']}_{r['target']}": r["pt"] for r in record.get("recipe", [])})
+        files.update({f"{r['recipe']}_{r['big']}_to_{r['small']}": r["pt"] for r in record.get("bigsmall", [])})
+        files = {k: v for k, v in files.items() if Path(v).is_file()}
+        record["latency_ms"] = _latency(files, root / "latency")
+        record["latency_threads"] = "ONNX Runtime default"
+        save()
+    return record
+
+
+if __name__ == "__main__":
+    main()
