@@ -44,8 +44,9 @@ class ActivateAfterUltralyticsImport:
 
         try:
             loader.exec_module = exec_then_activate
-        except Exception:  # a loader that refuses new attributes: leave Ultralytics alone
-            pass
+        except (AttributeError, TypeError) as e:  # a loader that refuses new attributes: leave Ultralytics alone
+            _warn(f"the import hook cannot wrap the loader of ultralytics ({type(e).__name__}: {e}); the plugin is "
+                  "inactive unless 'import ultralytics_prune_plugin' activates it")
         return spec
 
 
@@ -56,9 +57,7 @@ def activate_quietly():
 
         activate()
     except Exception as e:  # never break the user's import of ultralytics
-        import warnings
-
-        warnings.warn(f"ultralytics-prune-plugin could not be activated and is inactive: {e}", stacklevel=2)
+        _warn(f"could not be activated and is inactive: {e}")
 
 
 def install():
@@ -70,6 +69,14 @@ def install():
             activate_quietly()
         elif not any(isinstance(f, ActivateAfterUltralyticsImport) for f in sys.meta_path):
             sys.meta_path.insert(0, ActivateAfterUltralyticsImport())
-    except Exception:
-        pass
+    except Exception as e:  # broad on purpose: a .pth line must never break interpreter start-up; say it once
+        _warn(f"the start-up hook failed ({type(e).__name__}: {e}); the plugin is inactive unless "
+              "'import ultralytics_prune_plugin' activates it")
+
+
+def _warn(message):
+    """Warn in one line, prefixed with the plugin's name."""
+    import warnings
+
+    warnings.warn(f"ultralytics-prune-plugin: {' '.join(str(message).splitlines())}", stacklevel=3)
 

@@ -21,6 +21,8 @@ def activate() -> bool:
 
     Idempotent: the second and later calls return the first call's result. When ``ULTRALYTICS_PRUNE_PLUGIN_DISABLE``
     is set, when Ultralytics is missing, or when its version is one the plugin was not tested on, nothing is changed.
+    All or nothing: when the adapter fails midway, every change it made is undone and the failure is reported in one
+    warning line.
 
     Returns:
         (bool): True when the plugin is active in this process.
@@ -49,11 +51,19 @@ def activate() -> bool:
             f"inactive and Ultralytics is unchanged. Set {DISABLE_ENV}=1 to silence this warning."
         )
         return False
+    from ultralytics_prune_plugin.adapters.patching import all_or_nothing
+
     try:
-        adapter.apply()
-    except Exception:
+        with all_or_nothing():  # a failure midway undoes every change already made
+            adapter.apply()
+    except Exception as e:
         _state["status"] = False
-        raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        _warn_once(
+            f"activation failed ({type(e).__name__}{': ' + reason if reason else ''}); every change was undone, so "
+            f"Ultralytics {ultralytics.__version__} is unchanged and the plugin is inactive."
+        )
+        return False
     _state["status"] = True
     return True
 

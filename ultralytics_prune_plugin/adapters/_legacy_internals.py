@@ -32,13 +32,15 @@ def after_cfg_print(extra: Callable[[str], None]) -> None:
     """Make ``yolo cfg`` call ``extra(yaml_file)`` after Ultralytics printed a YAML file."""
     import ultralytics.cfg as cfg
 
+    from ultralytics_prune_plugin.adapters.patching import patch_attr
+
     original = cfg.yaml_print
 
     def yaml_print(yaml_file):
         original(yaml_file)
         extra(yaml_file)
 
-    cfg.yaml_print = yaml_print
+    patch_attr(cfg, "yaml_print", yaml_print)
 
 
 def apply_fixes() -> None:

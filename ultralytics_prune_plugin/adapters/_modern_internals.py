@@ -32,6 +32,8 @@ def after_cfg_print(extra: Callable[[str], None]) -> None:
     """Make ``yolo cfg`` call ``extra(yaml_file)`` after Ultralytics printed a YAML file."""
     import ultralytics.cfg as cfg
 
+    from ultralytics_prune_plugin.adapters.patching import patch_attr
+
     class PluginYAML(cfg.YAML):
         """Ultralytics' YAML helper whose ``print`` is followed by the plugin's own output."""
 
@@ -40,4 +42,4 @@ def after_cfg_print(extra: Callable[[str], None]) -> None:
             super().print(yaml_file)
             extra(yaml_file)
 
-    cfg.YAML = PluginYAML  # only the name the CLI module looks up; Ultralytics' class itself is unchanged
+    patch_attr(cfg, "YAML", PluginYAML)  # only the name the CLI module looks up; Ultralytics' class itself is unchanged

@@ -12,6 +12,8 @@ import functools
 from contextlib import contextmanager
 from pathlib import Path
 
+from ultralytics_prune_plugin.adapters.patching import patch_attr, patch_default, patch_set_add
+
 PLUGIN_MODES = ("prune", "sparse")
 
 
@@ -32,9 +34,9 @@ def _register_keys() -> None:
     from ultralytics_prune_plugin.config import plugin_defaults
 
     for key, value in plugin_defaults().items():
-        DEFAULT_CFG_DICT.setdefault(key, value)  # DEFAULT_CFG_KEYS is a live view of this dict
+        patch_default(DEFAULT_CFG_DICT, key, value)  # DEFAULT_CFG_KEYS is a live view of this dict
         if not hasattr(DEFAULT_CFG, key):
-            setattr(DEFAULT_CFG, key, value)
+            patch_attr(DEFAULT_CFG, key, value)
 
 
 def _register_checks() -> None:
@@ -57,7 +59,7 @@ def _register_checks() -> None:
                 config["epochs"] = 0
         return original(config, hard)
 
-    cfg.check_cfg = check_cfg
+    patch_attr(cfg, "check_cfg", check_cfg)
 
 
 def _register_cli(series) -> None:
@@ -70,13 +72,14 @@ def _register_cli(series) -> None:
 
     printed_modes = (str(cfg.MODES), str(list(cfg.MODES)))  # how the help text shows them: 8.1-8.3 / 8.4
     if isinstance(cfg.MODES, set):
-        cfg.MODES.update(PLUGIN_MODES)  # 8.1/8.2: the entrypoint reads this very set
+        patch_set_add(cfg.MODES, PLUGIN_MODES)  # 8.1/8.2: the entrypoint reads this very set
     else:
-        cfg.MODES = type(cfg.MODES)((*cfg.MODES, *(m for m in PLUGIN_MODES if m not in cfg.MODES)))  # tuple, frozenset
+        modes = type(cfg.MODES)((*cfg.MODES, *(m for m in PLUGIN_MODES if m not in cfg.MODES)))  # tuple, frozenset
+        patch_attr(cfg, "MODES", modes)
     help_text = cfg.CLI_HELP_MSG
     for old_modes in printed_modes:
         help_text = help_with_modes(help_text, old_modes, cfg.MODES)
-    cfg.CLI_HELP_MSG = help_text.rstrip() + (
+    help_text = help_text.rstrip() + (
         "\n\n    ultralytics-prune-plugin adds the modes 'prune' and 'sparse':\n"
         "        yolo prune model=best.pt data=data.yaml rate=0.5 iterative_steps=16 max_map_drop=0.2 epochs=30\n"
         "        yolo prune model=sparse.pt data=data.yaml method=slim rate=0.5 epochs=30\n"
@@ -84,6 +87,7 @@ def _register_cli(series) -> None:
         "        yolo sparse model=best.pt data=data.yaml sr=0.01 epochs=50   (= yolo train sparse=True ...)\n"
         "    and these keys:\n" + plugin_help() + "\n"
     )
+    patch_attr(cfg, "CLI_HELP_MSG", help_text)
 
     def print_plugin_cfg(yaml_file):
         """After Ultralytics prints its defaults (`yolo cfg`), print the plugin keys with their documentation."""
@@ -120,7 +124,7 @@ def _register_cli(series) -> None:
                 LOGGER.warning("\nInterrupted; resume with 'yolo sparse resume model=path/to/run/weights/last.pt'")
             raise SystemExit(130) from None  # Ctrl-C: no traceback
 
-    cfg.entrypoint = entrypoint
+    patch_attr(cfg, "entrypoint", entrypoint)
 
 
 class _LearnMoreFilter:
@@ -182,8 +186,8 @@ def _check_plugin_mode_inputs(argv):
             if "=" in token:
                 try:
                     key, value = cfg.parse_key_value_pair(token)
-                except Exception:
-                    continue  # Ultralytics' own parsing reports it
+                except AssertionError:  # 'key=' without a value: Ultralytics' own parsing reports it
+                    continue
                 given[key] = value
         run_dir, _ = find_run(given["resume"], given)
         kept = [t for t in tokens if t != "resume" and not t.startswith(("resume=", "model="))]
@@ -205,8 +209,8 @@ def _register_model_methods() -> None:
 
     from ultralytics_prune_plugin.engine.api import prune, sparse
 
-    Model.prune = prune
-    Model.sparse = sparse
+    patch_attr(Model, "prune", prune)
+    patch_attr(Model, "sparse", sparse)
 
 
 def _register_trainers() -> None:
@@ -225,7 +229,7 @@ def _register_trainers() -> None:
                 tasks[task]["trainer"] = trainer
         return tasks
 
-    YOLO.task_map = property(task_map)
+    patch_attr(YOLO, "task_map", property(task_map))
 
 
 def _register_fast_dfl_export() -> None:
@@ -245,4 +249,4 @@ def _register_fast_dfl_export() -> None:
         with last_axis_dfl(enabled):
             return export_onnx(self, *args, **kwargs)
 
-    Exporter.export_onnx = export_onnx_with_fast_dfl
+    patch_attr(Exporter, "export_onnx", export_onnx_with_fast_dfl)

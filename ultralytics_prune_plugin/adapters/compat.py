@@ -12,6 +12,8 @@ import inspect
 from types import ModuleType
 from typing import Iterable
 
+from ultralytics_prune_plugin.adapters.patching import patch_attr
+
 ONNX_DEFAULT_OPSET = 17
 
 
@@ -57,7 +59,7 @@ def fix_torch_load(modules: Iterable[ModuleType]) -> None:
         return torch.load(*args, **kwargs)
 
     for module in modules:
-        module.torch = ModuleProxy(torch, load=load)
+        patch_attr(module, "torch", ModuleProxy(torch, load=load))
 
 
 def fix_numpy_trapz(metrics: ModuleType) -> None:
@@ -66,7 +68,7 @@ def fix_numpy_trapz(metrics: ModuleType) -> None:
 
     if hasattr(np, "trapz"):
         return
-    metrics.np = ModuleProxy(np, trapz=np.trapezoid)
+    patch_attr(metrics, "np", ModuleProxy(np, trapz=np.trapezoid))
 
 
 def fix_onnx_export(exporter: ModuleType) -> None:
@@ -86,14 +88,14 @@ def fix_onnx_export(exporter: ModuleType) -> None:
             kwargs.setdefault("dynamo", False)
             return export(*args, **kwargs)
 
-        exporter.torch = ModuleProxy(torch, onnx=ModuleProxy(torch.onnx, export=torchscript_export))
+        patch_attr(exporter, "torch", ModuleProxy(torch, onnx=ModuleProxy(torch.onnx, export=torchscript_export)))
 
     try:
         too_low = exporter.get_latest_opset() < ONNX_DEFAULT_OPSET
-    except Exception:  # the guess itself fails on newer torch
+    except ValueError:  # newer torch has no symbolic_opset* modules: the guess takes max() of nothing
         too_low = True
     if too_low:
-        exporter.get_latest_opset = lambda: ONNX_DEFAULT_OPSET
+        patch_attr(exporter, "get_latest_opset", lambda: ONNX_DEFAULT_OPSET)
 
 
 def in_series(version: str, series: str) -> bool:

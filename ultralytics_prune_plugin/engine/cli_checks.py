@@ -122,12 +122,32 @@ def check_command(
     if lines:
         raise PluginArgumentErrors(lines)
     given = dict(t.split("=", 1) for t in tokens if "=" in t)
+    _CFG_EPOCHS.clear()
     if given.get("cfg"):
+        import yaml  # Ultralytics' own dependency
+
         try:
-            given = {**(read_cfg(given["cfg"]) or {}), **given}
-        except Exception:
-            pass  # a missing or broken cfg file is reported by Ultralytics' own parsing
+            from_file = read_cfg(given["cfg"]) or {}
+        except (OSError, AssertionError, ValueError, yaml.YAMLError):
+            # missing, not a .yaml name (AssertionError) or not valid YAML: Ultralytics' own parsing reports it
+            from_file = {}
+        if not isinstance(from_file, Mapping):  # YAML that is not a mapping: likewise left to Ultralytics
+            from_file = {}
+        if mode == "prune" and "epochs" in from_file and "epochs" not in {k.lstrip("-") for k in given}:
+            _CFG_EPOCHS["noted"] = (given["cfg"], from_file["epochs"])
+        given = {**from_file, **given}
     require_model(mode, given, resumed)
+
+
+# `yolo prune`: the 'epochs' of a cfg= file when the command line gives none. Ultralytics merges the file into the
+# command line's keys before the run sees them; the run reads this note (take_cfg_epochs) to tell the two apart.
+_CFG_EPOCHS: dict = {}
+
+
+def take_cfg_epochs() -> Optional[tuple]:
+    """Return ``(cfg, epochs)`` when the checked ``yolo prune`` command's ``cfg=`` file set ``epochs`` and its command
+    line did not (else None), and forget it: a ``yolo prune`` run does not take ``epochs`` from a ``cfg=`` file."""
+    return _CFG_EPOCHS.pop("noted", None)
 
 
 def help_with_modes(help_text: str, old_modes: str, modes: Iterable[str]) -> str:

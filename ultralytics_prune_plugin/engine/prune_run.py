@@ -50,6 +50,7 @@ from ultralytics_prune_plugin.engine.methods import METHODS
 from ultralytics_prune_plugin.engine.run_config import PREFIX, resolve_run_config
 from ultralytics_prune_plugin.engine.tasks import metric_names
 from ultralytics_prune_plugin.nn.structure import mark_restructured
+from ultralytics_prune_plugin.report.console import run_log, warn
 from ultralytics_prune_plugin.report.files import write_atomic
 from ultralytics_prune_plugin.report.record import PruneReport, final_record, write_record
 from ultralytics_prune_plugin.report.summary import fmt_value, summary_table
@@ -82,14 +83,15 @@ class PruneRun:
 
         On KeyboardInterrupt, log where the results are and how to resume, then re-raise it.
         """
-        try:
-            return self._run()
-        except KeyboardInterrupt:
-            self._log_interrupted()
-            raise
-        finally:
-            if hasattr(self, "evaluator"):  # set once the run has its folder
-                self.evaluator.close()  # the training batches' temporary folder, whatever ended the run
+        with run_log(verbose=bool(self.args.verbose)):  # Ultralytics' repeated lines once; verbose=False: short
+            try:
+                return self._run()
+            except KeyboardInterrupt:
+                self._log_interrupted()
+                raise
+            finally:
+                if self.evaluator is not None:  # None until the run has its folder (a run can fail before)
+                    self.evaluator.close()  # the training batches' temporary folder, whatever ended the run
 
     def _run(self) -> Dict[str, Any]:
         """Start (or resume) the run, prune step by step, finish."""
@@ -116,7 +118,10 @@ class PruneRun:
 
         self._open(get_save_dir(self.args))
         self.weights_dir.mkdir(parents=True, exist_ok=True)
-        LOGGER.info(f"{PREFIX}method={self.args.method} rate={self.args.rate} results in {colorstr('bold', self.save_dir)}")
+        amount = self.target_text() if self.has_target() else f"rate={self.args.rate:g}"  # the key that sets the amount
+        LOGGER.info(f"{PREFIX}method={self.args.method} {amount}, results in {colorstr('bold', self.save_dir)}")
+        if self.has_target() and "rate" in self.config.user_overrides:
+            warn(f"{PREFIX}rate={self.args.rate:g} is not used: {self.target_text()} sets how much is pruned")
         original = deepcopy(self.yolo.model).float()  # the input model itself is never changed
         baseline = self.weights_dir / "baseline.pt"
         save_checkpoint(original, baseline, self.config.train_args(), {"stage": "baseline"})
@@ -220,20 +225,18 @@ class PruneRun:
         report_file = self.save_dir / "prune_report.json" if self.save_dir is not None else None
         if report_file is None or not report_file.is_file():
             where = f" ({self.save_dir} can be deleted)" if self.save_dir is not None else ""
-            LOGGER.warning(
-                f"\n{PREFIX}interrupted before the baseline was recorded; nothing to resume, start the run again{where}"
-            )
+            warn(f"\n{PREFIX}interrupted before the baseline was recorded; nothing to resume, start the run again{where}")
             return
         try:
             on_disk = json.loads(report_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             on_disk = self.report
         if "final" in on_disk:
-            LOGGER.warning(f"\n{PREFIX}interrupted after the run finished; results in {self.save_dir}")
+            warn(f"\n{PREFIX}interrupted after the run finished; results in {self.save_dir}")
             return
         done = len(on_disk.get("steps", []))
         last = f"step {done} (weights/step_{done}.pt)" if done else "none (the baseline is recorded)"
-        LOGGER.warning(
+        warn(
             f"\n{PREFIX}interrupted. Results so far are in {self.save_dir}: last completed step: {last}; "
             f"prune_steps.csv and prune_report.json hold every completed step.\n"
             f"{PREFIX}resume with: yolo prune {shlex.quote(f'resume={Path(self.save_dir).resolve()}')}"
@@ -263,7 +266,7 @@ class PruneRun:
             row["recovered_map50"], row["recovered_map50_95"] = recovered["map50"], recovered["map50_95"]
             LOGGER.info(f"{PREFIX}step {k}: {self.metric} after fine-tune {fmt_value(row['recovered_map50_95'])}")
         step_weights = self.weights_dir / f"step_{k}.pt"
-        save_checkpoint(model, step_weights, self.config.train_args(), {"stage": f"step {k}", **row})
+        save_checkpoint(model, step_weights, self.config.train_args(fine_tuned=True), {"stage": f"step {k}", **row})
         row["weights"] = str(step_weights)
         stop = self._apply_budget(row)
         self.report["steps"].append(row)
@@ -293,7 +296,7 @@ class PruneRun:
             f"max_map_drop={self.args.max_map_drop}; keeping "
             + (f"step {kept}, the last step within the budget" if kept else "the unpruned model: no step stayed within it")
         )
-        LOGGER.warning(f"{PREFIX}WARNING ⚠️ {self.report['stop_reason']}")
+        warn(f"{PREFIX}{self.report['stop_reason']}")
         return True
 
     def macs_goal(self) -> Optional[float]:
@@ -303,6 +306,10 @@ class PruneRun:
         if self.args.target_gmacs is not None:
             return self.args.target_gmacs * 1e9
         return None
+
+    def has_target(self) -> bool:
+        """Return True when a MACs target (``target_macs`` or ``target_gmacs``) sets how much is pruned."""
+        return self.args.target_macs is not None or self.args.target_gmacs is not None
 
     def target_text(self) -> str:
         """The MACs target as the user gave it, e.g. ``target_macs=0.43``."""

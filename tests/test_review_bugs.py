@@ -1,0 +1,205 @@
+"""Review fixes of issue 19, each checked the way it used to fail.
+
+* A prune run that fails before its evaluator exists (before the run folder is chosen) surfaces its own error, not an
+  ``AttributeError`` from the cleanup.
+* Activation is all-or-nothing: when an adapter's ``apply()`` fails midway, every change already made to Ultralytics
+  is undone (checked attribute by attribute in a fresh process) and the failure is reported in one line.
+* Errors that used to be swallowed silently: the ones that are expected are still handled, anything else surfaces
+  (the ``cfg=`` file read of the CLI checks, the CLI's resume parsing, the ONNX opset guess of old series) or is
+  reported in one line (the start-up hook).
+* ``max_layer_rate`` caps only global pruning: uniform pruning reaches rates above it, global pruning never passes it,
+  and ``clamped_layers`` counts the layers the pruned model has at the cap.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import IMGSZ, run_python
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# 1. PruneRun's cleanup ------------------------------------------------------------------------------------------------
+class EarlyFailure(RuntimeError):
+    """Raised in place of choosing the run folder: nothing of the run exists yet."""
+
+
+def test_run_failing_before_its_evaluator_opens_raises_its_own_error(monkeypatch, tmp_path):
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.engine import prune_run
+
+    def no_folder(args):
+        raise EarlyFailure("no run folder")
+
+    monkeypatch.setattr(prune_run, "get_save_dir", no_folder)
+    run = prune_run.PruneRun(YOLO("yolov8n.yaml"), {"epochs": 0, "imgsz": IMGSZ, "project": str(tmp_path)})
+    assert run.evaluator is None
+    with pytest.raises(EarlyFailure, match="no run folder"):  # was: AttributeError from None.close()
+        run.run()
+
+
+# 2. All-or-nothing activation ---------------------------------------------------------------------------------------
+# Runs in a fresh interpreter: the start-up hook is taken out, Ultralytics is imported untouched and its patchable
+# attributes recorded, then the plugin is imported with its last registration step (the ONNX export's fast_dfl, which
+# imports deploy.fast_dfl) made to fail. Every recorded attribute must be the very object it was before.
+FAILED_ACTIVATION = r"""
+import json, sys, warnings
+import _ultralytics_prune_plugin_startup as startup
+sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, startup.ActivateAfterUltralyticsImport)]
+import ultralytics, ultralytics.cfg as cfg, ultralytics.engine.exporter, ultralytics.engine.model
+import ultralytics.engine.tuner, ultralytics.models.yolo.model, ultralytics.nn.tasks, ultralytics.utils
+import ultralytics.utils.metrics, ultralytics.utils.torch_utils
+assert "ultralytics_prune_plugin" not in sys.modules
+owners = {
+    "cfg": cfg, "exporter": ultralytics.engine.exporter, "tuner": ultralytics.engine.tuner,
+    "tasks": ultralytics.nn.tasks, "metrics": ultralytics.utils.metrics, "torch_utils": ultralytics.utils.torch_utils,
+    "Model": ultralytics.engine.model.Model, "YOLO": ultralytics.models.yolo.model.YOLO,
+    "Exporter": ultralytics.engine.exporter.Exporter, "DEFAULT_CFG": ultralytics.utils.DEFAULT_CFG,
+    "DEFAULT_CFG_DICT": ultralytics.utils.DEFAULT_CFG_DICT,
+}
+def entries(owner):
+    return dict(owner) if isinstance(owner, dict) else dict(vars(owner))
+before = {label: entries(owner) for label, owner in owners.items()}
+modes = set(cfg.MODES)
+sys.modules["ultralytics_prune_plugin.deploy.fast_dfl"] = None  # the last registration step fails on its import
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import ultralytics_prune_plugin
+changed = []
+for label, owner in owners.items():
+    after = entries(owner)
+    changed += [f"{label}.{k}" for k in before[label] if k not in after or after[k] is not before[label][k]]
+    changed += [f"{label}.{k} (added)" for k in after if k not in before[label]
+                and not (type(after[k]).__name__ == "module" and sys.modules.get(after[k].__name__) is after[k])]
+if set(cfg.MODES) != modes:
+    changed.append("cfg.MODES")
+plugin = [str(w.message) for w in caught if "ultralytics-prune-plugin" in str(w.message)]
+print(json.dumps({"active": ultralytics_prune_plugin.is_active(), "changed": changed, "warnings": plugin}))
+"""
+
+
+def test_failed_activation_leaves_ultralytics_as_installed(tmp_path):
+    import json
+
+    proc = run_python(FAILED_ACTIVATION, cwd=tmp_path)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["changed"] == []  # every patch made before the failure was undone
+    assert result["active"] is False
+    (message,) = result["warnings"]  # reported once, in one line, with the cause
+    assert "\n" not in message and "deploy.fast_dfl halted" in message and "undone" in message and "inactive" in message
+
+
+# 3. No silent swallowing --------------------------------------------------------------------------------------------
+def test_cfg_file_errors_only_of_a_bad_file_are_left_to_ultralytics():
+    import yaml
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    from ultralytics_prune_plugin.engine.cli_checks import check_command
+
+    tokens = ["prune", "model=yolov8n.yaml", "cfg=settings.yaml"]
+
+    def reader(error):
+        def read(path):
+            raise error
+        return read
+
+    for expected in (FileNotFoundError("settings.yaml"), AssertionError("not a YAML file"), yaml.YAMLError("bad")):
+        check_command("prune", tokens, DEFAULT_CFG_DICT, {"prune"}, reader(expected))  # Ultralytics reports these
+    with pytest.raises(KeyError, match="a bug in the reader"):  # was: swallowed
+        check_command("prune", tokens, DEFAULT_CFG_DICT, {"prune"}, reader(KeyError("a bug in the reader")))
+
+
+def test_resume_parsing_skips_only_keys_without_a_value(monkeypatch, tmp_path):
+    import ultralytics.cfg as cfg
+
+    from ultralytics_prune_plugin.adapters.common import _check_plugin_mode_inputs
+    from ultralytics_prune_plugin.config import PluginArgumentError
+
+    argv = ["prune", "resume", f"project={tmp_path}", "batch="]  # 'batch=' is Ultralytics' to report
+    with pytest.raises(PluginArgumentError, match="found no unfinished prune run"):
+        _check_plugin_mode_inputs(argv)
+
+    def broken(pair):
+        raise TypeError("a bug in the parser")
+
+    monkeypatch.setattr(cfg, "parse_key_value_pair", broken)
+    with pytest.raises(TypeError, match="a bug in the parser"):  # was: skipped, then 'no unfinished prune run'
+        _check_plugin_mode_inputs(argv)
+
+
+def test_onnx_opset_guess_falls_back_only_when_it_finds_no_opset():
+    from ultralytics_prune_plugin.adapters.compat import ONNX_DEFAULT_OPSET, fix_onnx_export
+
+    def exporter(error):
+        module = types.ModuleType("exporter")
+
+        def get_latest_opset():
+            raise error
+        module.get_latest_opset = get_latest_opset
+        return module
+
+    nothing_found = exporter(ValueError("max() iterable argument is empty"))  # newer torch: no symbolic_opset*
+    fix_onnx_export(nothing_found)
+    assert nothing_found.get_latest_opset() == ONNX_DEFAULT_OPSET
+    with pytest.raises(RuntimeError, match="a bug in the guess"):  # was: swallowed, opset 17 taken silently
+        fix_onnx_export(exporter(RuntimeError("a bug in the guess")))
+
+
+# The start-up hook may not raise, but it says in one line when it cannot do its work: a broken sys.meta_path, and a
+# loader of ultralytics that takes no new attribute (the hook cannot wrap it, so the plugin is not activated).
+STARTUP_FAILURES = r"""
+import importlib.machinery, json, sys, warnings
+import _ultralytics_prune_plugin_startup as startup
+sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, startup.ActivateAfterUltralyticsImport)]
+saved, sys.meta_path = sys.meta_path, tuple(sys.meta_path)  # no insert(): install() fails
+with warnings.catch_warnings(record=True) as install_warnings:
+    warnings.simplefilter("always")
+    startup.install()
+sys.meta_path = saved
+
+class Sealed:  # a loader that takes no new attribute
+    __slots__ = ("inner",)
+    def __init__(self, inner):
+        self.inner = inner
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+    def exec_module(self, module):
+        self.inner.exec_module(module)
+
+class SealedFinder:
+    def find_spec(self, name, path=None, target=None):
+        if name != "ultralytics":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec.loader = Sealed(spec.loader)
+        return spec
+
+sys.meta_path[:0] = [startup.ActivateAfterUltralyticsImport(), SealedFinder()]
+with warnings.catch_warnings(record=True) as import_warnings:
+    warnings.simplefilter("always")
+    import ultralytics
+print(json.dumps({
+    "install": [str(w.message) for w in install_warnings],
+    "import": [str(w.message) for w in import_warnings if "ultralytics-prune-plugin" in str(w.message)],
+    "active": "ultralytics_prune_plugin" in sys.modules,
+}))
+"""
+
+
+def test_startup_hook_failures_are_reported_in_one_line(tmp_path):
+    import json
+
+    proc = run_python(STARTUP_FAILURES, cwd=tmp_path)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    (install,) = result["install"]  # was: nothing
+    assert install.startswith("ultralytics-prune-plugin: the start-up hook failed (AttributeError") and "\n" not in install
+    (hook,) = result["import"]  # was: nothing, and the plugin silently inactive
+    assert "cannot wrap the loader of ultralytics" in hook and "inactive" in hook and "\n" not in hook
+    assert result["active"] is False  # Ultralytics imported as installed
