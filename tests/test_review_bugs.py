@@ -203,3 +203,49 @@ def test_startup_hook_failures_are_reported_in_one_line(tmp_path):
     (hook,) = result["import"]  # was: nothing, and the plugin silently inactive
     assert "cannot wrap the loader of ultralytics" in hook and "inactive" in hook and "\n" not in hook
     assert result["active"] is False  # Ultralytics imported as installed
+
+
+# 5. max_layer_rate caps global pruning only, and clamped_layers is measured ----------------------------------------
+def _prunable_widths(weights) -> dict:
+    """Output width of every prunable convolution of a checkpoint's model, by unsplit name."""
+    from ultralytics_prune_plugin.engine.checkpoint import load_model
+    from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
+    from ultralytics_prune_plugin.pruning.policy import prunable_convs
+
+    return {name: conv.out_channels for name, conv in prunable_convs(prepare_for_pruning(load_model(weights)))}
+
+
+def _prune_yolov8n(tmp_path, name, **keys):
+    """Prune an untrained yolov8n in-process (no data, no fine-tune); return the report and the widths before/after."""
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    report = YOLO("yolov8n.yaml").prune(epochs=0, imgsz=IMGSZ, project=str(tmp_path), name=name, **keys)
+    return report, _prunable_widths(report["baseline"]["weights"]), _prunable_widths(report["final"]["weights"])
+
+
+def test_uniform_rate_above_max_layer_rate_is_reached(tmp_path):
+    """rate=0.9 with the default max_layer_rate=0.8: every layer keeps 10 % (nearest multiple of round_to=8, at least
+    one); the cap used to hold every layer at 20 %."""
+    report, before, after = _prune_yolov8n(tmp_path, "uniform", rate=0.9, iterative_steps=1, round_to=8)
+    assert report["args"]["max_layer_rate"] == 0.8 and before.keys() == after.keys()
+    for name, width in before.items():
+        assert after[name] == 8 or abs(after[name] - 0.1 * width) <= 8 / 2, (name, width, after[name])
+    assert after["model.9.cv2.conv"] == 24  # 256 channels: 25.6 → 24 (under the cap: 48)
+
+
+def test_global_pruning_stays_within_max_layer_rate_and_counts_the_layers_at_it(tmp_path):
+    """Global ranking over two steps: no layer loses more than max_layer_rate of the input's channels (round_to=8 rounds
+    up where the nearest multiple would pass it), and the last step's clamped_layers is the number of layers that
+    cannot lose one more multiple of round_to without passing it."""
+    cap, unit = 0.7, 8
+    report, before, after = _prune_yolov8n(
+        tmp_path, "global", rate=0.6, iterative_steps=2, global_pruning=True, max_layer_rate=cap, round_to=unit
+    )
+    assert before.keys() == after.keys() and len(report["steps"]) == 2
+    reached = {name: 1 - after[name] / before[name] for name in before}
+    assert max(reached.values()) <= cap + 1e-9, max(reached.items(), key=lambda item: item[1])
+    at_cap = [name for name in before if after[name] - unit < before[name] * (1 - cap)]
+    assert at_cap, "no layer reached the cap: the test would not check the count"
+    assert report["steps"][-1].get("clamped_layers", 0) == len(at_cap)
+    assert sum(after.values()) < 0.6 * sum(before.values())  # the ranking did prune (the cap is not the only limit)

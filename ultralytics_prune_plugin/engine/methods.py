@@ -15,6 +15,7 @@ from torch import nn
 from ultralytics.utils import DEFAULT_CFG, LOGGER
 
 from ultralytics_prune_plugin.engine.run_config import PREFIX
+from ultralytics_prune_plugin.report.console import quiet, warn
 from ultralytics_prune_plugin.report.files import write_csv_atomic
 
 if TYPE_CHECKING:
@@ -36,19 +37,24 @@ class DepGraphMethod:
 
     def run(self, run: "PruneRun", model: nn.Module, first_step: int) -> None:
         """Prune ``model`` step by step from ``first_step`` until the last step or a stop."""
-        from ultralytics_prune_plugin.pruning.depgraph import prune_once, step_ratio
+        from ultralytics_prune_plugin.pruning.depgraph import cap_width, prune_once, step_ratio
 
         args = run.config.args
         steps = args.iterative_steps
-        gradients = run.evaluator.training_batches().fill_gradients if args.importance == "taylor" else None
+        gradients = quietly(run.evaluator.training_batches().fill_gradients) if args.importance == "taylor" else None
         options = prune_options(args, steps, gradients)
+        # global pruning: max_layer_rate caps each layer against the input's widths, reached after the last step
+        inputs = self.input_widths(run, args.prune_head) if options.global_pruning else {}
         goal, base = run.macs_goal(), run.report["baseline"]["macs"]
         ratio = step_ratio(args.rate, steps)
         for k in range(first_step, steps + 1):
             extra = {}
+            caps = {name: cap_width(width, 1.0 - (1.0 - args.max_layer_rate) ** (k / steps), args.round_to)
+                    for name, width in inputs.items()}
+            options_k = replace(options, min_widths=caps) if caps else options
             if goal is not None:
                 step_goal = base * (goal / base) ** (k / steps)
-                ratio, trials = self.ratio_for(model, step_goal, args, options)
+                ratio, trials = self.ratio_for(model, step_goal, args, options_k)
                 extra.update({"step_goal_macs": step_goal, "ratio_trials": trials})
                 what = f"{ratio:.1%} of the channels to reach {step_goal / 1e9:.3f} GMACs ({run.target_text()})"
             else:
@@ -60,14 +66,17 @@ class DepGraphMethod:
                 f"importance={args.importance})"
             )
             # with a target, ratio_for has filled the gradients already: the step need not compute them again
-            step_options = replace(options, gradients=None) if goal is not None else options
+            step_options = replace(options_k, gradients=None) if goal is not None else options_k
             prune_once(model, args.imgsz, ratio, round_to=args.round_to, options=step_options)
             extra["step_ratio"] = ratio
-            clamped = self.clamped_layers(model, args.round_to)
+            clamped = self.clamped_layers(model, args.round_to, caps)
             if clamped:
                 extra["clamped_layers"] = clamped
-                LOGGER.warning(
-                    f"{PREFIX}WARNING ⚠️ rate={args.rate} would leave {clamped} layers without channels; each "
+            if clamped and caps:
+                LOGGER.info(f"{PREFIX}{clamped} layer(s) at the per-layer cap max_layer_rate={args.max_layer_rate:g}")
+            elif clamped:
+                warn(
+                    f"{PREFIX}rate={args.rate} would leave {clamped} layers without channels; each "
                     f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
                 )
             model, stop = run.after_prune(model, k, extra)
@@ -96,7 +105,7 @@ class DepGraphMethod:
 
         low, high, trials = 0.0, 0.95, 1
         if macs_at(high) > goal:
-            LOGGER.warning(f"{PREFIX}WARNING ⚠️ a step cannot reach {goal / 1e9:.3f} GMACs; pruning at ratio {high}")
+            warn(f"{PREFIX}a step cannot reach {goal / 1e9:.3f} GMACs; pruning at ratio {high}")
             return high, trials
         while high - low > 2e-3:
             mid = (low + high) / 2
@@ -105,13 +114,34 @@ class DepGraphMethod:
         return high, trials
 
     @staticmethod
-    def clamped_layers(model: nn.Module, round_to) -> int:
-        """Count prunable convolutions whose ideal width rounds to nothing and that keep the minimum width instead."""
-        from ultralytics_prune_plugin.pruning.depgraph import IDEAL_WIDTHS_ATTRIBUTE
+    def input_widths(run: "PruneRun", prune_head: bool) -> dict:
+        """The output width of every prunable convolution of the run's input (``weights/baseline.pt``), by unsplit
+        name."""
+        from ultralytics_prune_plugin.engine.checkpoint import load_model
+        from ultralytics_prune_plugin.pruning.depgraph import channel_counts, prepare_for_pruning
+        from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
+        baseline = prepare_for_pruning(load_model(run.weights_dir / "baseline.pt"))
+        widths = channel_counts(baseline)
+        return {name: widths[name] for name, _ in prunable_convs(baseline, prune_head)}
+
+    @staticmethod
+    def clamped_layers(model: nn.Module, round_to, caps=None) -> int:
+        """Count the prunable convolutions that the pruned ``model`` holds at a limit, measured on its widths.
+
+        With ``caps`` (global pruning: the fewest channels ``max_layer_rate`` lets each convolution keep, by unsplit
+        name), those whose width is at their cap. Without (uniform pruning), those at the minimum width (one
+        ``round_to`` multiple) because their ideal width rounds to nothing.
+        """
+        from ultralytics_prune_plugin.pruning import depgraph
+
+        # measured on an unsplit copy: its names are those of the caps and ideal widths
+        widths = depgraph.channel_counts(depgraph.prepare_for_pruning(deepcopy(model)))
+        if caps:
+            return sum(1 for name, cap in caps.items() if name in widths and widths[name] <= cap)
         unit = round_to or 1
-        ideal = getattr(model, IDEAL_WIDTHS_ATTRIBUTE, None) or {}  # keyed by the unsplit names: count them all
-        return sum(1 for width in ideal.values() if width < unit / 2)
+        ideal = getattr(model, depgraph.IDEAL_WIDTHS_ATTRIBUTE, None) or {}
+        return sum(1 for name, width in ideal.items() if width < unit / 2 and widths.get(name, unit + 1) <= unit)
 
 
 # With a MACs target, slim searches its rate up to this.
@@ -138,7 +168,7 @@ class SlimMethod:
             + ("(sparse-trained input)" if sparse_args.get("sparse") else "(input not sparse-trained)")
         )
         if args.iterative_steps != DEFAULT_CFG.iterative_steps:
-            LOGGER.warning(f"{PREFIX}WARNING ⚠️ 'iterative_steps' does not apply to method=slim (one threshold).")
+            warn(f"{PREFIX}'iterative_steps' does not apply to method=slim (one threshold).")
 
         def slim(target: nn.Module, rate: float, verbose: bool = True):
             """Slim-prune ``target`` in place at ``rate`` with the run's settings."""
@@ -167,8 +197,8 @@ class SlimMethod:
             )
         result = slim(model, rate)
         if result.applied_rate < rate - 1e-6:
-            LOGGER.warning(
-                f"{PREFIX}WARNING ⚠️ rate={rate:g} would empty layers; the rate applied is "
+            warn(
+                f"{PREFIX}rate={rate:g} would empty layers; the rate applied is "
                 f"{result.applied_rate:.3f} (min_channels={args.min_channels})."
             )
         table = [{"layer": r.name, "channels_before": r.before, "channels_after": r.after} for r in result.layers]
@@ -185,6 +215,16 @@ class SlimMethod:
         if target_search is not None:
             run.report["slim"]["target_macs_search"] = target_search
         run.after_prune(model, 1, {"step_ratio": result.applied_rate})
+
+
+def quietly(function):
+    """``function`` with Ultralytics' lines and progress bars hidden while it runs (internal work)."""
+
+    def run_quietly(*args, **kwargs):
+        with quiet():
+            return function(*args, **kwargs)
+
+    return run_quietly
 
 
 def prune_options(args, steps: int, gradients=None):

@@ -70,7 +70,11 @@ class PruneOptions:
         importance: ``'l2'``, ``'l1'``, ``'lamp'``, ``'taylor'``, ``'bn'`` or ``'random'`` (:func:`make_importance`).
         global_pruning: Rank the channels of all groups together (Torch-Pruning's global pruning) instead of removing
             the same fraction from every group.
-        max_step_ratio: With ``global_pruning``, the largest fraction one group may lose in this step.
+        max_step_ratio: With ``global_pruning``, the largest fraction one group may lose in this step (for the
+            convolutions ``min_widths`` does not name).
+        min_widths: With ``global_pruning``, the fewest channels each convolution (by unsplit name) may keep after this
+            step: the run's per-layer cap (``max_layer_rate``) measured from the input's widths. Uniform pruning has
+            no cap.
         isomorphic: With ``global_pruning``, rank channels only against groups of the same structure.
         layer_ratios: Per top-level layer index, this step's ratio for that layer's convolutions (uniform mode).
         ignore_layers: Top-level layer indices whose output channels are never pruned.
@@ -81,6 +85,7 @@ class PruneOptions:
     importance: str = "l2"
     global_pruning: bool = False
     max_step_ratio: float = 1.0
+    min_widths: Dict[str, int] = field(default_factory=dict)
     isomorphic: bool = False
     layer_ratios: Dict[int, float] = field(default_factory=dict)
     ignore_layers: Tuple[int, ...] = ()
@@ -193,7 +198,9 @@ def build_group_pruner(
             global_pruning=options.global_pruning,
             pruning_ratio=ratio if pruning_ratio_dict is None else 0.0,  # with a dict, unlisted convs stay
             pruning_ratio_dict=pruning_ratio_dict,
-            max_pruning_ratio=options.max_step_ratio,
+            # the plans give every convolution its exact ratio and apply the global cap themselves; Torch-Pruning's
+            # own cap would also cut uniform ratios (rate=0.9 under max_layer_rate=0.8)
+            max_pruning_ratio=1.0,
             isomorphic=options.isomorphic,
             iterative_steps=1,
             ignored_layers=ignored_layers(model, options.ignore_layers),
@@ -334,9 +341,11 @@ def plan_global_widths(
 
     Every prunable group (rooted at a convolution of :func:`prunable_convs`) is scored with the step's importance
     criterion (Torch-Pruning's, normalised within each group as Torch-Pruning's global pruning does); one threshold
-    over all scores decides how many channels each group keeps. No group loses more than ``options.max_step_ratio`` of
-    its channels, kept widths are rounded to ``round_to`` (nearest, at least one multiple), and the two halves of an
-    unsplit block keep the larger of their two widths, so that the block converts back to its stock class. With
+    over all scores decides how many channels each group keeps. No group keeps fewer than ``options.min_widths``
+    names for its convolutions (else it loses at most ``options.max_step_ratio`` of its channels), kept widths are
+    rounded to ``round_to`` (nearest, at least one multiple; up where the nearest would pass that floor), and the
+    two halves of an unsplit block keep the larger of their two widths, so that the block converts back to its stock
+    class. With
     ``options.isomorphic`` the threshold is set separately within each set of groups of the same structure
     (isomorphic pruning). A higher ``ratio`` never keeps more channels anywhere, so MACs fall monotonically with it.
 
@@ -361,6 +370,10 @@ def plan_global_widths(
         if importance is None or len(importance) != members[0].out_channels:
             continue
         groups.append((members, importance.detach().float().flatten().cpu(), _structure(group) if options.isomorphic else None))
+    floors = []  # the fewest channels each group may keep in this step
+    for members, scores, _ in groups:
+        given = [options.min_widths[convs[id(m)][0]] for m in members if convs[id(m)][0] in options.min_widths]
+        floors.append(max(given) if given else math.ceil(len(scores) * (1.0 - options.max_step_ratio)))
     kept = [0] * len(groups)
     for cls in {g[2] for g in groups}:
         indices = [i for i, g in enumerate(groups) if g[2] == cls]
@@ -369,7 +382,7 @@ def plan_global_widths(
         threshold = torch.kthvalue(pooled, n_remove).values.item() if n_remove > 0 else -math.inf
         for i in indices:
             width = len(groups[i][1])
-            kept[i] = max(math.ceil(width * (1.0 - options.max_step_ratio)), int((groups[i][1] > threshold).sum()))
+            kept[i] = max(floors[i], int((groups[i][1] > threshold).sum()))
     group_of = {id(m): i for i, g in enumerate(groups) for m in g[0]}
     for module in model.modules():  # both halves of an unsplit block keep the same width
         pair = [getattr(getattr(module, n, None), "conv", None) for n in ("cv0", "cv1")]
@@ -377,9 +390,12 @@ def plan_global_widths(
             i, j = group_of[id(pair[0])], group_of[id(pair[1])]
             kept[i] = kept[j] = max(kept[i], kept[j])
     ideal_widths, ratios = {}, {}
-    for (members, _, _), n_kept in zip(groups, kept):
+    unit = round_to or 1
+    for (members, _, _), n_kept, floor in zip(groups, kept, floors):
         for conv in members:
             width = target_width(float(n_kept), conv.out_channels, round_to)
+            if width < floor:  # rounding to the nearest multiple must not pass the cap
+                width = min(conv.out_channels, unit * math.ceil(floor / unit))
             ideal_widths[convs[id(conv)][0]] = float(width)
             ratios[conv] = ratio_keeping(conv.out_channels, width)
     return ideal_widths, ratios
@@ -402,6 +418,14 @@ def target_width(ideal: float, current: int, round_to: Optional[int] = None) -> 
     unit = round_to or 1
     rounded = int(math.floor(ideal / unit + 0.5)) * unit
     return min(current, max(unit, rounded))
+
+
+def cap_width(width: int, max_rate: float, round_to: Optional[int] = None) -> int:
+    """The fewest channels a layer of ``width`` channels keeps when it may lose at most ``max_rate`` of them:
+    ``width * (1 - max_rate)`` rounded up (to a multiple of ``round_to``), at least one multiple, at most ``width``."""
+    unit = round_to or 1
+    fewest = math.ceil(width * (1.0 - max_rate) - 1e-9)  # 1e-9: a product that should be whole stays whole
+    return min(width, max(unit, unit * math.ceil(fewest / unit)))
 
 
 def ratio_keeping(current: int, kept: int) -> float:
