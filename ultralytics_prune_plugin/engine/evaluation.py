@@ -158,6 +158,7 @@ class Evaluator:
         overrides = {
             **finetune_defaults(self.args.epochs, self.args.batch),  # the keys given now win
             **{key: v for key, v in self.config.user_overrides.items() if key not in RUN_ONLY_KEYS},
+            **self.config.run_keys(),  # recorded and printed with the run's values (rate, iterative_steps, ...)
             "task": self.config.task,
             "mode": "train",
             "model": str(start_weights),

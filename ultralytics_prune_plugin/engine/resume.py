@@ -46,13 +46,19 @@ def find_run(resume: Any, given: Dict[str, Any]) -> Tuple[Path, Dict[str, Any]]:
         resume: The value of ``resume``: True, or the path of a prune run folder (or of a file inside it).
         given: The other arguments given now (``model``, ``rate``, ...).
 
+    Returns:
+        The run folder as an absolute path, and its report. Absolute, because every path the resumed run writes is
+        built from it: Ultralytics 8.4 puts a relative ``project`` (the fine-tunes' ``step_k/``, the training batches'
+        ``.batches/``) under ``runs_dir/<task>/``, which would split a run resumed as ``resume=runs/detect/prune3``.
+
     Raises:
         PluginArgumentError: A one-line message when there is no such run, it cannot be resumed, or ``given``
             contradicts the arguments it was started with.
     """
     if resume is True or (isinstance(resume, str) and resume.strip().lower() == "true"):
-        return _latest_run(given)
-    run_dir = _run_folder(Path(str(resume)))
+        run_dir, report = _latest_run(given)
+        return run_dir.resolve(), report
+    run_dir = _run_folder(Path(str(resume))).resolve()
     report = read_report(run_dir, f"resume={resume}")
     conflict = conflicts(report, given, run_dir)
     if conflict:

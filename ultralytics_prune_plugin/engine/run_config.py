@@ -18,7 +18,7 @@ from ultralytics.utils import DEFAULT_CFG, LOGGER, colorstr
 from ultralytics.utils.checks import check_imgsz, check_yaml
 
 from ultralytics_prune_plugin.adapters import internals
-from ultralytics_prune_plugin.config import PluginArgumentError
+from ultralytics_prune_plugin.config import PluginArgumentError, plugin_keys
 from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.tasks import TASKS, check_task_data
 
@@ -67,9 +67,25 @@ class RunConfig:
         """``max_map_drop`` stops the run after fine-tuning, and with ``epochs=0`` only when it was set explicitly."""
         return self.args.epochs > 0 or "max_map_drop" in self.user_overrides
 
-    def train_args(self) -> Dict[str, Any]:
-        """The arguments stored in the checkpoints the run saves (Ultralytics keeps the keys it knows)."""
-        return {**vars(self.args), "mode": "train", "model": str(self.args.model)}
+    def train_args(self, fine_tuned: bool = False) -> Dict[str, Any]:
+        """The arguments stored in the checkpoints the run saves (Ultralytics keeps the keys it knows).
+
+        With ``fine_tuned`` (a step's model after its fine-tune), the training keys are those the fine-tune ran with:
+        :func:`.evaluation.finetune_defaults` where they were not given (``optimizer=SGD``, ``warmup_epochs=0``, ...).
+        """
+        args = {**vars(self.args), "mode": "train", "model": str(self.args.model)}
+        if fine_tuned and self.args.epochs > 0:
+            from ultralytics_prune_plugin.engine.evaluation import finetune_defaults
+
+            defaults = finetune_defaults(self.args.epochs, self.args.batch)
+            args.update({k: v for k, v in defaults.items() if k not in self.user_overrides})
+        return args
+
+    def run_keys(self) -> Dict[str, Any]:
+        """The plugin's keys with this run's values (``rate``, ``iterative_steps``, ...). Every fine-tune is given them,
+        so that its ``args.yaml`` and its argument dump show the run's values, not the plugin's defaults; the keys that
+        change training (``sparse``, the distillation keys) are set by the fine-tune itself after these."""
+        return {key: getattr(self.args, key) for key in plugin_keys()}
 
     def public_args(self) -> Dict[str, Any]:
         """The arguments that define this run, for the report."""
@@ -90,6 +106,7 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
         PluginArgumentError: A one-line message for a model or dataset the run cannot use.
     """
     file_overrides = internals().load_yaml(check_yaml(overrides["cfg"])) if overrides.get("cfg") else {}
+    overrides, file_overrides = _without_cfg_epochs(overrides, file_overrides)
     given = {**file_overrides, **overrides}
     given.pop("cfg", None)
     resume_dir, resume_report = None, {}
@@ -128,6 +145,38 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
     if args.importance == "taylor" and args.method == "depgraph" and config.data is None:
         raise PluginArgumentError("'importance=taylor' needs the training loss, hence 'data': give 'data=...'")
     return config
+
+
+def _without_cfg_epochs(overrides: Dict[str, Any], file_overrides: Dict[str, Any]):
+    """Leave out an ``epochs`` that only a ``cfg=`` file gives, and say so in one warning line.
+
+    In ``yolo prune``, ``epochs`` is each step's fine-tune length, and only ``epochs=`` itself sets it (the seed's
+    ``--epochs``; its ``--cfg`` file's ``epochs`` was never used). A file from ``yolo copy-cfg`` holds Ultralytics'
+    ``epochs: 100``, meant for training from scratch, which would fine-tune every one of 16 steps for 100 epochs. On
+    the command line Ultralytics has merged the file already; :func:`.cli_checks.take_cfg_epochs` says whether its
+    ``epochs`` came from the file. ``YOLO.prune(cfg=...)`` passes the file itself.
+
+    Returns:
+        ``overrides`` and ``file_overrides`` without that ``epochs``.
+    """
+    from ultralytics_prune_plugin.engine.cli_checks import take_cfg_epochs
+    from ultralytics_prune_plugin.report.console import warn
+
+    noted = take_cfg_epochs()  # the command line's cfg= file, merged by Ultralytics
+    if "epochs" in file_overrides and "epochs" not in overrides:
+        cfg, epochs = overrides["cfg"], file_overrides["epochs"]
+        file_overrides = {k: v for k, v in file_overrides.items() if k != "epochs"}
+    elif noted is not None and "epochs" in overrides and overrides["epochs"] == noted[1]:
+        cfg, epochs = noted
+        overrides = {k: v for k, v in overrides.items() if k != "epochs"}
+    else:
+        return overrides, file_overrides
+    warn(  # one line, starting 'WARNING ⚠️' on every series
+        f"'epochs={epochs}' in cfg={cfg} is not used: 'yolo prune' takes each step's fine-tune length only from "
+        f"'epochs=' itself; without it, all fine-tunes together get {DEFAULT_FINETUNE_FRACTION:.0%} of the input's "
+        "training epochs (see the plan line)"
+    )
+    return overrides, file_overrides
 
 
 def _check_model(yolo, args) -> None:
