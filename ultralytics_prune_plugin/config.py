@@ -197,7 +197,24 @@ def check_plugin_args(cfg: Dict[str, Any]) -> Dict[str, Any]:
         if not rule.check(converted):
             raise PluginArgumentError(f"'{key}={value}' is not valid: '{key}' must be {rule.allowed}.")
         cfg[key] = converted
+    if cfg.get("mode") == "prune" and "epochs" in cfg:
+        cfg["epochs"] = _check_prune_epochs(cfg["epochs"])
     return cfg
+
+
+def _check_prune_epochs(value: Any) -> int:
+    """Check ``epochs`` in prune mode, where 0 is valid (prune only) and Ultralytics' own check asks for >= 1."""
+    epochs = value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        epochs = int(value)
+    if isinstance(epochs, float) and epochs.is_integer():
+        epochs = int(epochs)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise PluginArgumentError(
+            f"'epochs={value}' is not valid: in prune mode 'epochs' is each step's fine-tune length, an integer >= 0 "
+            "(0: prune only, no fine-tune)."
+        )
+    return epochs
 
 
 def plugin_keys() -> Tuple[str, ...]:

@@ -14,10 +14,39 @@ def prune(self, **kwargs):
 
     Returns:
         (dict): The run's report: baseline and final MACs, params and mAP, one row per step, the kept step, paths.
+
+    Afterwards this object holds the kept model, loaded from the run's ``weights/pruned.pt`` as ``YOLO(pruned.pt)``
+    would load it (``model``, ``ckpt``, ``ckpt_path``, ``overrides``), as ``train()`` holds its result: ``val()``,
+    ``predict()`` and ``export()`` then use the pruned model. The input file is never written.
     """
     from ultralytics_prune_plugin.engine.prune_run import PruneRun
 
-    return PruneRun(self, kwargs).run()
+    run = PruneRun(self, kwargs)
+    if run.config.resume_dir is None:
+        _warn_untrained(self, run.config)
+    report = run.run()
+    self._load(str(report["final"]["weights"]))  # the kept model, as Ultralytics' _load reads any checkpoint
+    self.predictor = None  # a predictor made before holds the input model
+    return report
+
+
+def _warn_untrained(yolo, config) -> None:
+    """Warn in one line when the model comes from a model YAML: its weights are random and its class names are the
+    YAML's placeholders, which the pruned result keeps (Ultralytics' ``train`` would rebuild it for the data)."""
+    from ultralytics_prune_plugin.report.console import PREFIX, warn
+
+    name = str(getattr(yolo, "model_name", None) or config.args.model)
+    if getattr(yolo, "ckpt", None) or not name.lower().endswith((".yaml", ".yml")):
+        return
+    names = getattr(yolo.model, "names", None) or {}
+    classes = f"{len(names)} placeholder classes" if names else "placeholder classes"
+    data = config.data or {}
+    if data.get("names") is not None and len(data["names"]) != len(names):
+        classes += f" (data={config.args.data} has {len(data['names'])})"
+    warn(
+        f"{PREFIX}'model={name}' is an untrained model YAML: random weights and {classes}, which the pruned "
+        f"model keeps; train it first (yolo train model={name} data=...) and prune its weights/best.pt"
+    )
 
 
 def sparse(self, **kwargs):

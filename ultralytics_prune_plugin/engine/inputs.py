@@ -96,6 +96,8 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message, with YAML errors as 'not valid YAML (problem at line N)'."""
     import yaml
 
+    if not isinstance(error, yaml.YAMLError) and isinstance(error.__context__, yaml.YAMLError):
+        error = error.__context__  # Ultralytics 8.4.190 re-raises it as ValueError("YAML syntax error in '...': ...")
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         return f"it is not valid YAML ({error.problem} at line {error.problem_mark.line + 1})"
     text = str(error).strip()

@@ -180,13 +180,24 @@ def plot_histograms(histograms: Dict[int, List[int]], path: Path, threshold: flo
     Returns:
         ``path``.
     """
+    gamma_histogram_figure(histograms, threshold).savefig(path)
+    return path
+
+
+def gamma_histogram_figure(histograms: Dict[int, List[int]], threshold: float = SPARSE_THRESHOLD):
+    """Build the figure of :func:`plot_histograms` (arguments as there) on its own Agg canvas and return it.
+
+    The legend sits below the axes; the epoch colour bar is drawn only when some epochs are unlabelled thin curves
+    (runs of more than 3 epochs); the |γ| axis is labelled with plain numbers, in 1-2-5 steps (every step within a
+    decade) for the narrow ranges of short runs.
+    """
     from matplotlib import cm
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
-    fig = Figure(figsize=(8, 5), dpi=150, tight_layout=True)
+    fig = Figure(figsize=(8, 5.5), dpi=150, constrained_layout=True)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     centers = np.sqrt(HISTOGRAM_EDGES[:-1] * HISTOGRAM_EDGES[1:])
@@ -213,6 +224,11 @@ def plot_histograms(histograms: Dict[int, List[int]], path: Path, threshold: flo
         high = HISTOGRAM_EDGES[min(used[-1] + 2, len(HISTOGRAM_EDGES) - 1)]
     ax.set_xscale("log")
     ax.set_xlim(low, high)
+    decades = np.log10(high / low)  # short runs span a decade or two: label 1-2-5 (or 1..9) steps, not 10^k only
+    subs = tuple(range(1, 10)) if decades <= 1 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     if low <= threshold <= high:
         ax.axvline(threshold, color="red", ls=":", lw=1, label=f"|γ| = {threshold:g}")
     else:
@@ -220,11 +236,11 @@ def plot_histograms(histograms: Dict[int, List[int]], path: Path, threshold: flo
     ax.set_xlabel(f"|γ| of prunable BatchNorm channels (values < {HISTOGRAM_EDGES[0]:g} in the first bin)")
     ax.set_ylabel("fraction of channels")
     ax.set_title("BatchNorm scale factors during sparse training")
-    ax.legend(loc="upper left", fontsize=8)
-    colorbar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="epoch")
-    colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.savefig(path)
-    return path
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)  # off the curves
+    if any(epoch not in marked for epoch in epochs):  # thin curves coloured by epoch: the colour bar explains them
+        colorbar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="epoch")
+        colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
 
 
 # Trainer integration --------------------------------------------------------------------------------------------------

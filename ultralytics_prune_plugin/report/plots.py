@@ -27,10 +27,25 @@ def plot_prune_curve(
     Returns:
         (Path): ``path``.
     """
-    import matplotlib
+    fig = prune_curve_figure(baseline, steps, kept_step, budget)
+    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    return Path(path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def prune_curve_figure(
+    baseline: Dict[str, Any],
+    steps: List[Dict[str, Any]],
+    kept_step: Optional[int] = None,
+    budget: Optional[float] = None,
+):
+    """Build the figure of :func:`plot_prune_curve` (arguments as there) and return it, drawn on its own Agg canvas.
+
+    The figure is a plain ``matplotlib.figure.Figure``: pyplot is not used, so the process's matplotlib backend and
+    pyplot's open figures are left as they are. The legend sits below the plot, outside the axes, so it never covers
+    a curve whatever the mAP values are.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     points = [baseline, *steps]
     x = [p["params"] / baseline["params"] for p in points]
@@ -38,7 +53,9 @@ def plot_prune_curve(
     recovered = [baseline.get("map50_95")] + [s.get("recovered_map50_95") for s in steps]
     macs = [p["macs"] / 1e9 for p in points]
 
-    fig, ax = plt.subplots(figsize=(8, 5), tight_layout=True)
+    fig = Figure(figsize=(8, 6), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     if any(v is not None for v in recovered[1:]):
         ax.plot(*_known(x, recovered), "o-", color="tab:blue", label="recovered mAP50-95 (after fine-tune)")
     if any(v is not None for v in pruned[1:]):
@@ -62,11 +79,10 @@ def plot_prune_curve(
     twin.set_ylim(0, max(macs) * 1.25)
     lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
-    ax.legend(lines, labels, loc="lower left")
+    # below the x-axis label, outside the axes: at low mAP the curves fill the lower corners, at high mAP the upper
+    ax.legend(lines, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9, frameon=False)
     ax.set_title("Pruning: accuracy against remaining size")
-    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def _known(x: List[float], y: List[Any]):
