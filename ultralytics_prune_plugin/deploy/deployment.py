@@ -6,6 +6,7 @@ Both ONNX files are exported alike (``fast_dfl`` included), so the reported spee
 
 from __future__ import annotations
 
+import filecmp
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -33,22 +34,33 @@ def deployment_record(
         val_dir: Where the ONNX validation run goes.
 
     Returns:
-        The report's ``onnx`` record: paths, file sizes, metrics of both back-ends and whether they agree within
-        0.01, the ONNX Runtime provider, latencies, speed-up and speed-up per MACs cut.
+        The report's ``onnx`` record: paths, file sizes (``file_mb`` of the ONNX files, ``pt_file_mb`` of the
+        checkpoints, both in MiB), metrics of both back-ends and whether they agree within 0.01, the ONNX Runtime
+        provider, latencies, speed-up and speed-up per MACs cut. When ``pruned.pt`` is the input itself (no step
+        kept), the one model is timed once and both latencies are that timing.
     """
+    from ultralytics.utils import LOGGER, colorstr
+
     from ultralytics_prune_plugin.deploy.onnx import export_onnx, measure_latency, onnx_file_mb, validate_onnx
+    from ultralytics_prune_plugin.report.console import SPEED, hidden, quiet
 
     names = ("baseline", "pruned")
-    onnx = {name: export_onnx(weights_dir / f"{name}.pt", imgsz, fast_dfl=fast_dfl) for name in names}
+    with quiet():  # the input's export is only timed: Ultralytics' lines for it would repeat the result's
+        onnx = {"baseline": export_onnx(weights_dir / "baseline.pt", imgsz, fast_dfl=fast_dfl)}
+    LOGGER.info(f"{colorstr('prune: ')}exported the input alike for timing: {onnx['baseline']}")
+    onnx["pruned"] = export_onnx(weights_dir / "pruned.pt", imgsz, fast_dfl=fast_dfl)
+    same = filecmp.cmp(weights_dir / "baseline.pt", weights_dir / "pruned.pt", shallow=False)  # no step kept
     record: Dict[str, Any] = {
         "pruned_onnx": str(onnx["pruned"]),
         "fast_dfl": fast_dfl,
-        "file_mb": {name: onnx_file_mb(path) for name, path in onnx.items()},
-        "pt_file_mb": {name: (weights_dir / f"{name}.pt").stat().st_size / 1e6 for name in names},
+        "file_mb": {name: onnx_file_mb(path) for name, path in onnx.items()},  # MiB, as Ultralytics' "MB"
+        "pt_file_mb": {name: onnx_file_mb(weights_dir / f"{name}.pt") for name in names},  # MiB too
     }
     if data is not None:
         torch_map = validate_pytorch(weights_dir / "pruned.pt")
-        ort_map = validate_onnx(onnx["pruned"], data, imgsz, task=task, project=val_dir, name="pruned_onnx", plots=False)
+        with hidden(SPEED):
+            ort_map = validate_onnx(onnx["pruned"], data, imgsz, task=task, project=val_dir, name="pruned_onnx",
+                                    plots=False, verbose=False)
         record.update(
             pytorch_map50=torch_map["map50"],
             pytorch_map50_95=torch_map["map50_95"],
@@ -57,7 +69,11 @@ def deployment_record(
             onnx_provider=ort_map.get("provider"),
             onnx_agrees=abs(ort_map["map50_95"] - torch_map["map50_95"]) <= 0.01,
         )
-    latency = measure_latency(onnx, imgsz, runs=30, warmup=5)
+    if same:  # one model: time it once, so that noise cannot make it look faster or slower than itself
+        latency = measure_latency({"baseline": onnx["baseline"]}, imgsz, runs=30, warmup=5)
+        latency["pruned"] = dict(latency["baseline"])
+    else:
+        latency = measure_latency(onnx, imgsz, runs=30, warmup=5)
     record["latency_ms"] = latency
     record["speedup"] = latency["baseline"]["median_ms"] / latency["pruned"]["median_ms"]
     record["speedup_per_macs_cut"] = record["speedup"] / macs_cut  # 1.0: latency falls exactly as the MACs do

@@ -118,8 +118,7 @@ def export_onnx(weights: PathLike, imgsz: int, out: Optional[PathLike] = None, *
         with _paths_rewritten_in_log(replacements):  # the staging folder is gone a moment later: never print it
             produced = _run_exporter(staged, kwargs)
         os.replace(produced, dest)
-    _log(f"ONNX model saved to {dest} ({onnx_file_mb(dest):.1f} MB)")
-    return dest
+    return dest  # Ultralytics' exporter has said where (its lines show ``dest``, see above); no line of ours repeats it
 
 
 class _PathRewriteFilter:
@@ -473,13 +472,6 @@ def onnx_file_mb(path: PathLike) -> float:
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
     return path.stat().st_size / _MIB
-
-
-def _log(message: str) -> None:
-    """Log ``message`` with Ultralytics' logger, next to the exporter's own lines."""
-    from ultralytics.utils import LOGGER
-
-    LOGGER.info(message)
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:

@@ -20,6 +20,7 @@ from ultralytics_prune_plugin.config import plugin_keys
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.run_config import RunConfig
 from ultralytics_prune_plugin.engine.tasks import read_metrics
+from ultralytics_prune_plugin.report.console import MODEL_SUMMARY, SPEED, hidden, quiet
 
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
 # The folder of the run where the trainer that loads training batches writes its arguments; removed when the run ends.
@@ -117,7 +118,8 @@ class Evaluator:
         if "half" in vars(DEFAULT_CFG):  # a key of 8.1-8.3 only
             args["half"] = self.args.half
         validator = self.validator_class(args=args, save_dir=self.save_dir / "val" / name)
-        stats = validator(model=deepcopy(model).float().eval())
+        with hidden(MODEL_SUMMARY, SPEED):  # the run logs the model's size itself; the speed of a check is noise
+            stats = validator(model=deepcopy(model).float().eval())
         return read_metrics(self.config.task, stats)  # the task's metrics under the report's keys
 
     def training_batches(self):
@@ -139,7 +141,8 @@ class Evaluator:
         batches = self.training_batches() if self.args.recalibrate_bn else None
         if batches is None:
             return False
-        batches.recalibrate_batchnorm(model)
+        with quiet():  # internal work: its loader's lines would repeat the fine-tune's
+            batches.recalibrate_batchnorm(model)
         return True
 
     def close(self) -> None:

@@ -65,6 +65,7 @@ from ultralytics_prune_plugin.pruning.policy import (
     protected_widths,
 )
 from ultralytics_prune_plugin.pruning.sparsity import SPARSE_THRESHOLD, gamma_statistics
+from ultralytics_prune_plugin.report.console import warn
 
 MIN_SPARSE_FRACTION = 0.1  # fewer prunable |γ| than this below SPARSE_THRESHOLD: the model was not sparse-trained
 
@@ -183,9 +184,11 @@ def gamma_sparsity_report(
     )
     if not sparse and train_args and train_args.get("sparse"):
         how = ", ".join(f"{k}={train_args[k]}" for k in ("sr", "sr_final", "epochs", "optimizer") if k in train_args)
+        sgd = str(train_args.get("optimizer", "")).upper() == "SGD"  # advise SGD only to a run that did not use it
         warning = (
             f"the model was sparse-trained ({how}) but γ is still dense: {dense}; for sparser γ raise 'sr' (e.g. "
-            "10×), train more epochs, or use 'optimizer=SGD' (an adaptive optimizer rescales the L1 term)"
+            + ("10×) or train more epochs" if sgd else
+               "10×), train more epochs, or use 'optimizer=SGD' (an adaptive optimizer rescales the L1 term)")
         )
     elif not sparse:
         if "sparse" in (train_args or {}):
@@ -289,7 +292,7 @@ def coupled_groups(
         scores, members = _group_scores(group, prunable, bn.num_features)
         covered.update(id(m) for m in members)
         if not _group_is_safe(graph, group, protected):
-            LOGGER.warning(f"WARNING ⚠️ slim pruning: '{name}' is coupled to a Detect head output; left unpruned")
+            warn(f"slim pruning: '{name}' is coupled to a Detect head output; left unpruned")
             continue
         keep = _min_keep(bn.num_features, min_channels, round_to)
         groups.append(_Group(bn, len(members), scores, keep, frozenset(id(m) for m in members)))
@@ -455,7 +458,7 @@ def slim_prune(
     prepare_for_pruning(model)
     report = gamma_sparsity_report(model, rate, train_args)
     if verbose and report["warning"]:
-        LOGGER.warning(f"WARNING ⚠️ slim pruning: {report['warning']}")
+        warn(f"slim pruning: {report['warning']}")
     macs_before, params_before = count_macs_params(model, imgsz)
     widths_before, heads_before = _bn_widths(model), _head_widths(model)
 
