@@ -102,6 +102,12 @@ def main(argv=None):
     record["load_after"] = os.getloadavg()
     record["finished"] = datetime.now().isoformat(timespec="seconds")
     (HERE / "results_run_time.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_markdown(record)
+    return record
+
+
+def write_markdown(record):
+    """``results_run_time.md`` from the record."""
     r = record["runs"]
     lines = [
         "# How long a prune run takes",
@@ -118,11 +124,10 @@ def main(argv=None):
         lines.append(
             f"| {name} | `{' '.join(row['keys'])}` | {row['wall_s']:.0f} | "
             f"{row['s_per_epoch']:.1f} | {row['fixed_s']:.0f} | {row['input_map50_95']:.3f} → {row['map50_95']:.3f} "
-            f"({row['map50_95'] / row['input_map50_95']:.0%}) |"
+            + (f"({row['map50_95'] / row['input_map50_95']:.0%}) |" if row["input_map50_95"] else "(input trained at 128 px) |")
         )
     lines.append("")
     (HERE / "results_run_time.md").write_text("\n".join(lines))
-    return record
 
 
 if __name__ == "__main__":
