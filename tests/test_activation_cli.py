@@ -11,6 +11,7 @@ import pytest
 import ultralytics
 
 from conftest import IMGSZ, run_python, run_yolo
+from run_checks import assert_onnx_matches_pytorch, val_counts, val_metric, val_split_counts
 
 DISABLE = {"ULTRALYTICS_PRUNE_PLUGIN_DISABLE": "1"}
 PATCH = Path(__file__).resolve().parents[1] / "patches" / "ultralytics-8.1.x-activate-prune-plugin.patch"
@@ -35,13 +36,18 @@ def test_trained_model_learned_something(trained):
 
 
 def test_val_predict_export_on_best(trained, dataset, workdir):
+    """`yolo val` of best.pt gives the mAP that the training's final validation of best.pt printed (same batch of
+    16, rect), and the ONNX file `yolo export` writes computes what the checkpoint computes in PyTorch."""
     best = trained["best"]
     val = run_yolo("val", f"model={best}", f"data={dataset}", f"imgsz={IMGSZ}", "workers=0", cwd=workdir)
-    assert "all" in val.stdout
+    final_eval = val_metric(trained["stdout"])  # the last "all" row of training: best.pt's final validation
+    assert val_counts(val.stdout + val.stderr) == val_split_counts(dataset)  # every image and object of the split
+    assert val_metric(val.stdout + val.stderr) == pytest.approx(final_eval, rel=0.01, abs=5e-4)
+    assert final_eval > 0.05  # two zeros would agree on anything
     run_yolo("predict", f"model={best}", f"source={Path(dataset).parent / 'images' / 'val'}", f"imgsz={IMGSZ}", cwd=workdir)
     exp = run_yolo("export", f"model={best}", "format=onnx", f"imgsz={IMGSZ}", cwd=workdir)
     assert "export success" in exp.stdout + exp.stderr
-    assert best.with_suffix(".onnx").exists()
+    assert_onnx_matches_pytorch(best, best.with_suffix(".onnx"), IMGSZ)
 
 
 @pytest.mark.parametrize(

@@ -145,13 +145,34 @@ def _report(run_dir: Path) -> dict:
     return json.loads((run_dir / "prune_report.json").read_text())
 
 
+def _prunable_widths(checkpoint: Path) -> dict:
+    """Output channels of every prunable convolution of a checkpoint's model, by name, with its C2f blocks unsplit
+    (each half counted on its own, as pruning plans them)."""
+    from ultralytics_prune_plugin.nn.c2f_v2 import unsplit_blocks
+    from ultralytics_prune_plugin.pruning.policy import prunable_convs
+
+    from run_checks import checkpoint_model
+
+    model = checkpoint_model(checkpoint)
+    unsplit_blocks(model)
+    return {name: conv.out_channels for name, conv in prunable_convs(model)}
+
+
 def test_rate_that_would_empty_layers_is_clamped_and_reported(tmp_path):
-    """rate=0.99: DepGraph keeps one channel where the plan leaves none, slim keeps min_channels; both say so."""
+    """rate=0.99: DepGraph keeps round_to (8) channels where the plan leaves none, slim keeps min_channels; both say
+    so."""
     dg = run_yolo("prune", "model=yolov8n.yaml", "rate=0.99", "iterative_steps=1", "epochs=0", f"imgsz={IMGSZ}",
                   "name=dg", cwd=tmp_path)
     rep = _report(tmp_path / "runs" / "detect" / "dg")
-    assert "final" in rep and rep["steps"][0]["clamped_layers"] > 0
+    assert "final" in rep
     assert "clamped" in dg.stdout and "Traceback" not in dg.stdout + dg.stderr
+    # the widths reached: rate=0.99 plans under half of round_to's 8 channels for every layer of yolov8n (at most
+    # 256 x 0.01 = 2.6), so every prunable convolution of pruned.pt keeps exactly 8 (all start with 16 or more)
+    base = _prunable_widths(tmp_path / "runs" / "detect" / "dg" / "weights" / "baseline.pt")
+    reached = _prunable_widths(tmp_path / "runs" / "detect" / "dg" / "weights" / "pruned.pt")
+    assert reached.keys() == base.keys() and min(base.values()) >= 16
+    assert {name: width for name, width in reached.items() if width != 8} == {}
+    assert rep["steps"][0]["clamped_layers"] == len(base)  # the report counts the layers held at the minimum
     slim = run_yolo("prune", "model=yolov8n.yaml", "method=slim", "rate=0.99", "epochs=0", f"imgsz={IMGSZ}",
                     "name=slim", cwd=tmp_path)
     rep = _report(tmp_path / "runs" / "detect" / "slim")
@@ -159,6 +180,10 @@ def test_rate_that_would_empty_layers_is_clamped_and_reported(tmp_path):
     assert "rate=0.99 would empty layers" in slim.stdout and "Traceback" not in slim.stdout + slim.stderr
     rows = (tmp_path / "runs" / "detect" / "slim" / "slim_layers.csv").read_text().splitlines()[1:]
     assert rows and all(int(r.split(",")[2]) >= min(8, int(r.split(",")[1])) for r in rows)
+    # the widths reached: no prunable convolution of slim's pruned.pt below min_channels (8), yet it was pruned
+    reached = _prunable_widths(tmp_path / "runs" / "detect" / "slim" / "weights" / "pruned.pt")
+    assert reached.keys() == base.keys() and min(reached.values()) >= 8, reached
+    assert sum(reached.values()) < 0.5 * sum(base.values())
 
 
 def test_pruning_a_pruned_model_prunes_further(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, run_yolo, subprocess_env
+from run_checks import assert_onnx_matches_pytorch
 
 OTHER_YOLO = os.environ.get("CROSS_SERIES_YOLO")
 IMGSZ = 64
@@ -57,4 +58,4 @@ def test_checkpoint_from_another_series_prunes(foreign, method):
     run_dir = foreign["root"] / "runs" / foreign["task"] / method
     report = json.loads((run_dir / "prune_report.json").read_text())
     assert report["final"]["macs"] < 0.8 * report["baseline"]["macs"]
-    assert (run_dir / "weights" / "pruned.onnx").is_file()
+    assert_onnx_matches_pytorch(run_dir / "weights" / "pruned.pt", run_dir / "weights" / "pruned.onnx", IMGSZ)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from conftest import subprocess_env, ultralytics_series
+from run_checks import assert_onnx_matches_pytorch
+from ultralytics_prune_plugin.demo import PRESETS
 
 
 def test_quick_demo_end_to_end(tmp_path):
@@ -22,7 +24,8 @@ def test_quick_demo_end_to_end(tmp_path):
     assert ("yolo11n_depgraph" in summary) == yolo11  # YOLO11n beside YOLOv8n where the series ships it
     for method in ("depgraph", "slim", *(("yolo11n_depgraph",) if yolo11 else ())):
         assert summary[method]["final"]["macs"] < summary[method]["baseline"]["macs"]
-        assert (out / summary["runs"][method] / "weights" / "pruned.onnx").exists()
+        weights = out / summary["runs"][method] / "weights"  # the ONNX file computes what pruned.pt computes
+        assert_onnx_matches_pytorch(weights / "pruned.pt", weights / "pruned.onnx", PRESETS["quick"]["imgsz"])
     log = proc.stdout + proc.stderr
     assert "Demo summary" in log and summary["verdict"]
     # one kind of path in the summary: relative to the demo folder

@@ -199,8 +199,13 @@ def test_schedule_alternates_and_rotates():
     assert _schedule(["a", "b"], 2, alternate=False) == ["a", "a", "b", "b"]
 
 
-def test_onnx_file_mb(exported):
-    assert onnx_file_mb(exported) == exported.stat().st_size / 2**20
+def test_onnx_file_mb(trained, exported, tmp_path):
+    known = tmp_path / "known.onnx"
+    known.write_bytes(bytes(3 * 2**20 + 2**19))
+    assert onnx_file_mb(known) == 3.5  # MiB (2**20 bytes), the unit Ultralytics prints as "MB"; 3.67 in 10**6 bytes
+    # the export is its float32 weights (4 bytes per parameter; folding the BatchNorms removes a few) and a small graph
+    weights_mib = 4 * sum(p.numel() for p in YOLO(trained.best).model.parameters()) / 2**20
+    assert 0.95 * weights_mib < onnx_file_mb(exported) < 1.05 * weights_mib, (onnx_file_mb(exported), weights_mib)
     with pytest.raises(FileNotFoundError):
         onnx_file_mb(exported.with_name("missing.onnx"))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, IMGSZ, run_python, run_yolo
+from run_checks import assert_onnx_matches_pytorch, val_metric
 
 MEDIAN_GAMMA = (
     "import sys, torch\n"
@@ -81,9 +82,11 @@ def test_slim_prune_finetune_val_export(sparse_pair, dataset):
     assert layers and all(int(r["channels_after"]) <= int(r["channels_before"]) for r in layers)
     assert "summary" in proc.stdout + proc.stderr
     pruned = run_dir / "weights" / "pruned.pt"
-    run_yolo("val", f"model={pruned}", f"data={dataset}", f"imgsz={IMGSZ}", "workers=0", cwd=cwd)
+    # `yolo val` gives the mAP the run reported for pruned.pt (validated there at the same batch of 8)
+    val = run_yolo("val", f"model={pruned}", f"data={dataset}", f"imgsz={IMGSZ}", "batch=8", "workers=0", cwd=cwd)
+    assert val_metric(val.stdout + val.stderr) == pytest.approx(report["final"]["map50_95"], rel=0.01, abs=5e-4)
     run_yolo("export", f"model={pruned}", "format=onnx", f"imgsz={IMGSZ}", cwd=cwd)
-    assert pruned.with_suffix(".onnx").exists()
+    assert_onnx_matches_pytorch(pruned, pruned.with_suffix(".onnx"), IMGSZ)
 
 
 def test_slim_on_model_not_sparse_trained_warns(trained, tmp_path):
