@@ -35,7 +35,8 @@ def test_depgraph_derives_each_step_from_the_target(tmp_path):
     assert report["stop_reason"] == "target_macs reached at step 2"
     assert target["met"] is True and target["reached_macs"] == steps[-1]["macs"] == report["final"]["macs"]
     assert report["final"]["rate_requested"] is None  # 'rate' played no part
-    assert " met  (target_macs=0.6" in log and "to reach" in log
+    assert (f"target_macs=0.6: a goal of {target['goal_macs'] / 1e9:.3f} GMACs; the kept model has "
+            f"{target['reached_macs'] / 1e9:.3f}: met") in log and "to reach" in log
 
 
 def test_absolute_target_has_its_own_key(tmp_path):
