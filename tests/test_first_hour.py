@@ -82,7 +82,7 @@ def test_epochs_0_prunes_to_the_requested_rate(rate_run):
     assert "max_map_drop is not applied" in out
     assert "plan: 4 step(s) × 0 epochs = 0 fine-tune epochs, on " in out and f"at imgsz={IMGSZ}" in out
     # the summary: the requested rate next to the reached one, and mAP as a change, never a ratio
-    assert re.search(r"channels removed\s+rate=0\.5\s+0\.\d{3}", out), out
+    assert re.search(r"channels removed\s+0\.000\s+0\.\d{3}\s+rate=0\.5 requested", out), out
     map_row = next(line for line in out.splitlines() if line.startswith("box mAP50-95 "))
     assert "%" in map_row and "x" not in map_row.split()[-1], map_row
     assert out.count("all steps done; keeping step 4") == 1
