@@ -10,7 +10,7 @@
 #               that CI tests the same 8.4.x every day; `pip install .` alone would resolve the newest 8.4.x
 #   .venv-8.N   Ultralytics 8.N installed first (the user's own), then the plugin, which must keep that version
 #
-# `make test` runs the whole suite on 8.1.47; on the latest 8.4 the core flows of every family and every task, 8.2-trained
+# `make test` runs the whole suite on 8.1.47 (less LATEST_ONLY); on the latest 8.4 the core flows of every family and every task, 8.2-trained
 # checkpoints pruned there and pruned checkpoints loaded without the plugin; and the core YOLOv8 flows on 8.2 and 8.3.
 
 PYTHON ?= python3
@@ -30,7 +30,11 @@ PYTEST := -m pytest -q -p no:cacheprovider --durations=10
 # parts (distillation, importance and allocation, group sparse learning, MACs targets).
 LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py test_tasks.py test_task_flows.py \
 	test_distillation.py test_importance.py test_group_sparse.py test_target_macs.py \
-	test_demo.py
+	test_demo.py test_second_hour_runs.py test_second_hour_inputs.py test_second_hour_log.py test_review_bugs.py \
+	test_voc_tiles.py
+# A user's second hour on the latest series (issue 20's CLI flows): run there only, which keeps `make test` near its
+# time budget; the pure-logic and bug tests of the same files' neighbours run on 8.1 too.
+LATEST_ONLY := test_second_hour_runs.py test_second_hour_log.py
 
 .PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 bench clean
 
@@ -71,7 +75,7 @@ demo: install
 test: test-8.1 test-latest test-8.2 test-8.3
 
 test-8.1: .venv-8.1/.installed
-	cd tests && ../.venv-8.1/bin/python $(PYTEST) .
+	cd tests && ../.venv-8.1/bin/python $(PYTEST) . $(addprefix --ignore=,$(LATEST_ONLY))
 
 test-latest: install .venv-8.2/.installed
 	cd tests && CROSS_SERIES_YOLO=$(CURDIR)/.venv-8.2/bin/yolo ../$(BIN)/python $(PYTEST) $(LATEST_TESTS)
