@@ -19,6 +19,7 @@ from ultralytics.utils.checks import check_imgsz, check_yaml
 
 from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.config import PluginArgumentError, plugin_keys
+from ultralytics_prune_plugin.report.console import warn
 from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.tasks import TASKS, check_task_data
 
@@ -201,7 +202,7 @@ def _check_model(yolo, args) -> None:
     if args.method == "slim":
         given = [k for k in DEPGRAPH_ONLY_KEYS if getattr(args, k) != getattr(DEFAULT_CFG, k)]
         if given:
-            LOGGER.warning(f"{PREFIX}WARNING ⚠️ {', '.join(given)} apply to method=depgraph only; method=slim ignores them")
+            warn(f"{PREFIX}{', '.join(given)} apply to method=depgraph only; method=slim ignores them")
 
 
 def _default_epochs(config: RunConfig) -> Optional[str]:
@@ -250,7 +251,7 @@ def _resolve_data(config: RunConfig, model: nn.Module) -> Optional[dict]:
         if not inherited:
             raise
         if args.epochs == 0:
-            LOGGER.warning(f"{PREFIX}WARNING ⚠️ the model's dataset '{data}' is not usable here; skipping mAP.")
+            warn(f"{PREFIX}the model's dataset '{data}' is not usable here; skipping mAP.")
             return None
         recorded = str(e).split(": ", 1)[-1]
         raise PluginArgumentError(f"{missing}; the checkpoint's training arguments name '{data}', but {recorded}") from None

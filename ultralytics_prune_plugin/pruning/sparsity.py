@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 from ultralytics.utils import LOGGER
 
+from ultralytics_prune_plugin.report.console import warn
 from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.pruning.policy import prunable_batchnorms
 
@@ -274,8 +275,8 @@ def warn_adaptive_optimizer(trainer) -> None:
     """In a sparse run with an adaptive optimizer that the user named, warn how it changes the L1 term."""
     if isinstance(trainer.optimizer, torch.optim.SGD):
         return
-    LOGGER.warning(
-        f"WARNING ⚠️ sparse training with {_optimizer_description(trainer.optimizer)}: an adaptive optimizer rescales "
+    warn(
+        f"sparse training with {_optimizer_description(trainer.optimizer)}: an adaptive optimizer rescales "
         "the L1 term sr*sign(γ) per parameter like any gradient, unlike the SGD setting of Network Slimming. "
         f"Pass 'optimizer=SGD lr0=...' (or 'optimizer=auto', which picks SGD for sparse runs) to follow it."
     )
@@ -311,7 +312,7 @@ class SparseTraining:
             self.handle = register_group_penalty(trainer.optimizer, model, regularizer, self.current_sr)
         else:
             if not self.params:
-                LOGGER.warning("WARNING ⚠️ sparse training: the model has no prunable BatchNorm; the penalty does nothing")
+                warn("sparse training: the model has no prunable BatchNorm; the penalty does nothing")
             self.handle = register_l1_penalty(trainer.optimizer, self.params, self.current_sr)
         trainer.add_callback("on_train_end", self.on_train_end)
 
