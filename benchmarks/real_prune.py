@@ -30,9 +30,7 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List
@@ -42,6 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import real_data  # noqa: E402
 import real_inputs  # noqa: E402
+from yolo_cli import run_logged  # noqa: E402
 
 COMMON = ["imgsz=320", "batch=8", "workers=1", "seed=0", "deterministic=False", "plots=False"]
 # The fine-tune defaults of a prune run, spelled out for the control and the continuations (yolo train does not
@@ -59,19 +58,6 @@ CONTINUATIONS: Dict[str, Any] = {
 }
 
 
-def _yolo() -> str:
-    path = Path(sys.executable).with_name("yolo")
-    return str(path) if path.exists() else "yolo"
-
-
-def _run(args: List[str], log: Path) -> float:
-    """Run ``yolo <args>`` with its output in ``log``; return the wall time."""
-    start = time.time()
-    with open(log, "w") as f:
-        proc = subprocess.run([_yolo(), *args], cwd=log.parent, stdout=f, stderr=subprocess.STDOUT, env={**os.environ})
-    if proc.returncode:
-        raise RuntimeError(f"yolo {' '.join(args)} failed (exit {proc.returncode}); see {log}")
-    return time.time() - start
 
 
 def _column(results: Path, name: str = "metrics/mAP50-95(B)") -> List[float]:
@@ -85,7 +71,7 @@ def _train(name: str, model: Path, data: Path, epochs: int, keys: List[str], run
     run = runs / name
     if not (run / "weights" / "best.pt").is_file() or len(_column(run / "results.csv")) < epochs:
         shutil.rmtree(run, ignore_errors=True)
-        seconds = _run(["detect", "train", f"model={model}", f"data={data}", f"epochs={epochs}", *COMMON, *keys,
+        seconds = run_logged(["detect", "train", f"model={model}", f"data={data}", f"epochs={epochs}", *COMMON, *keys,
                         f"project={runs}", f"name={name}", "exist_ok=True"], runs / f"{name}.log")
         (run / "wall_s.txt").write_text(f"{seconds:.1f}\n")
     maps = _column(run / "results.csv")
@@ -98,7 +84,7 @@ def _prune(name: str, model: Path, data: Path, keys: List[str], runs: Path) -> D
     run = runs / name
     if not (run / "prune_report.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
-        seconds = _run(["prune", f"model={model}", f"data={data}", *COMMON, *keys, f"project={runs}", f"name={name}",
+        seconds = run_logged(["prune", f"model={model}", f"data={data}", *COMMON, *keys, f"project={runs}", f"name={name}",
                         "exist_ok=True"], runs / f"{name}.log")
         (run / "wall_s.txt").write_text(f"{seconds:.1f}\n")
     report = json.loads((run / "prune_report.json").read_text())

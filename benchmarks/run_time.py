@@ -23,34 +23,24 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from yolo_cli import run_logged  # noqa: E402
+
 COMMON = ["batch=16", "workers=0", "seed=0", "deterministic=False", "plots=False"]
 
 
-def _yolo() -> str:
-    path = Path(sys.executable).with_name("yolo")
-    return str(path) if path.exists() else "yolo"
-
-
-def _run(args, log: Path) -> float:
-    start = time.time()
-    with open(log, "w") as f:
-        proc = subprocess.run([_yolo(), *args], cwd=log.parent, stdout=f, stderr=subprocess.STDOUT, env={**os.environ})
-    if proc.returncode:
-        raise RuntimeError(f"yolo {' '.join(args)} failed (exit {proc.returncode}); see {log}")
-    return time.time() - start
 
 
 def _prune(name, base, data, keys, work):
     run = work / "runs" / name
-    wall = _run(["prune", f"model={base}", f"data={data}", *COMMON, *keys, f"project={work / 'runs'}", f"name={name}",
+    wall = run_logged(["prune", f"model={base}", f"data={data}", *COMMON, *keys, f"project={work / 'runs'}", f"name={name}",
                  "exist_ok=True"], work / f"{name}.log")
     report = json.loads((run / "prune_report.json").read_text())
     steps = report["steps"]
@@ -85,7 +75,7 @@ def main(argv=None):
               f"torch {torch.__version__}, ultralytics {ultralytics.__version__}",
               "load_before": os.getloadavg(), "cores": os.cpu_count(), "runs": {}}
     if not base.is_file():
-        record["base_s"] = _run(["detect", "train", "model=yolov8n.yaml", f"data={data}", "epochs=30", "imgsz=128",
+        record["base_s"] = run_logged(["detect", "train", "model=yolov8n.yaml", f"data={data}", "epochs=30", "imgsz=128",
                                  *COMMON, f"project={work / 'runs'}", "name=base", "exist_ok=True"], work / "base.log")
     dg = ["target_macs=0.5", "iterative_steps=2", "max_map_drop=1"]
     plan = {
