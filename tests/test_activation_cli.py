@@ -10,11 +10,17 @@ from pathlib import Path
 import pytest
 import ultralytics
 
-from conftest import IMGSZ, run_python, run_yolo
+from conftest import IMGSZ, run_python, run_yolo, ultralytics_series
 from run_checks import assert_onnx_matches_pytorch, val_counts, val_metric, val_split_counts
 
 DISABLE = {"ULTRALYTICS_PRUNE_PLUGIN_DISABLE": "1"}
-PATCH = Path(__file__).resolve().parents[1] / "patches" / "ultralytics-8.1.x-activate-prune-plugin.patch"
+# One patch per shape of Ultralytics' __init__.py: a tuple of names at the end (8.1, 8.2), lazy imports and a
+# __main__ block (8.3, 8.4).
+PATCH = Path(__file__).resolve().parents[1] / "patches" / (
+    "ultralytics-8.1.x-8.2.x-activate-prune-plugin.patch"
+    if ultralytics_series() < (8, 3)
+    else "ultralytics-8.3.x-8.4.x-activate-prune-plugin.patch"
+)
 
 
 def test_training_runs_to_the_end_with_final_validation(trained):
