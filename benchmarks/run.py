@@ -10,7 +10,8 @@ Three parts, each through the plugin's public API (``YOLO(...).train``, ``YOLO(.
 3. ``budgets`` (:mod:`budgets`): prune-step wall time (yolov8s, 640 px), sparse-training overhead per epoch, and peak
    memory of prune runs against plain validation.
 
-The full run writes ``benchmarks/results.md``, ``benchmarks/map_vs_macs.png`` and ``benchmarks/results.json``; its
+The full run writes ``benchmarks/results.md``, ``benchmarks/map_vs_macs.png`` and ``benchmarks/results.json`` (on
+Ultralytics 8.1, where the committed ones were measured; on other series into ``benchmarks/ultralytics_X.Y/``); its
 working files (data, runs, weights, ONNX) go to ``runs/bench``. ``--quick`` shrinks everything and writes all of it
 to ``runs/bench_quick`` instead, so a smoke run never overwrites the committed results.
 
@@ -126,12 +127,27 @@ def environment() -> Dict[str, Any]:
     }
 
 
+# The committed benchmarks/results.{md,json} and map_vs_macs.png were measured on this series.
+COMMITTED_SERIES = (8, 1)
+
+
+def default_out() -> Path:
+    """Where a full run writes its results: ``benchmarks/`` on the series the committed tables come from, and
+    ``benchmarks/ultralytics_<major>.<minor>/`` on any other, so ``make bench`` (the latest series) never replaces
+    the committed 8.1 tables with another series' numbers."""
+    import ultralytics
+
+    series = tuple(int(part) for part in ultralytics.__version__.split(".")[:2])
+    return HERE if series == COMMITTED_SERIES else HERE / f"ultralytics_{series[0]}.{series[1]}"
+
+
 def main(argv=None) -> Dict[str, Any]:
     """Run the benchmark and write its results; return the raw record."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run; results go to runs/bench_quick")
     parser.add_argument("--parts", default="accuracy,speed,budgets", help="comma-separated: accuracy,speed,budgets")
-    parser.add_argument("--out", type=Path, help="folder for results.md/json and the plot (default: benchmarks/)")
+    parser.add_argument("--out", type=Path, help="folder for results.md/json and the plot (default: benchmarks/ on 8.1, whose "
+                        "tables are committed; benchmarks/ultralytics_X.Y/ on other series)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: runs/bench)")
     parser.add_argument(
         "--merge", action="store_true",
@@ -143,7 +159,7 @@ def main(argv=None) -> Dict[str, Any]:
     preset = "quick" if args.quick else "full"
     cfg = PRESETS[preset]
     work = (args.work or ROOT / "runs" / ("bench_quick" if args.quick else "bench")).resolve()
-    out = (args.out or (work if args.quick else HERE)).resolve()
+    out = (args.out or (work if args.quick else default_out())).resolve()
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
