@@ -9,7 +9,7 @@ Set ``ULTRALYTICS_PRUNE_PLUGIN_DISABLE=1`` to switch it off. Nothing here may ev
 import os
 import sys
 
-DISABLE_ENV = "ULTRALYTICS_PRUNE_PLUGIN_DISABLE"
+DISABLE_ENV = "ULTRALYTICS_PRUNE_PLUGIN_DISABLE"  # also in ultralytics_prune_plugin.integration.activation
 
 
 def disabled():
@@ -53,7 +53,7 @@ class ActivateAfterUltralyticsImport:
 def activate_quietly():
     """Activate the plugin; on any failure warn and leave Ultralytics as it was."""
     try:
-        from ultralytics_prune_plugin.activation import activate
+        from ultralytics_prune_plugin.integration.activation import activate
 
         activate()
     except Exception as e:  # never break the user's import of ultralytics

@@ -103,7 +103,7 @@ def test_cfg_file_errors_only_of_a_bad_file_are_left_to_ultralytics():
     import yaml
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from ultralytics_prune_plugin.engine.cli_checks import check_command
+    from ultralytics_prune_plugin.integration.cli_checks import check_command
 
     tokens = ["prune", "model=yolov8n.yaml", "cfg=settings.yaml"]
 
@@ -121,8 +121,8 @@ def test_cfg_file_errors_only_of_a_bad_file_are_left_to_ultralytics():
 def test_resume_parsing_skips_only_keys_without_a_value(monkeypatch, tmp_path):
     import ultralytics.cfg as cfg
 
-    from ultralytics_prune_plugin.adapters.common import _check_plugin_mode_inputs
     from ultralytics_prune_plugin.config import PluginArgumentError
+    from ultralytics_prune_plugin.integration.cli import _check_plugin_mode_inputs
 
     argv = ["prune", "resume", f"project={tmp_path}", "batch="]  # 'batch=' is Ultralytics' to report
     with pytest.raises(PluginArgumentError, match="found no unfinished prune run"):

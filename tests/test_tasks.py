@@ -24,9 +24,10 @@ from conftest import ultralytics_series
 from ultralytics_prune_plugin.config import PluginArgumentError
 from ultralytics_prune_plugin.data import make_dataset
 from ultralytics_prune_plugin.engine.checkpoint import save_checkpoint
-from ultralytics_prune_plugin.engine.tasks import check_task_data, metric_keys, read_metrics
+from ultralytics_prune_plugin.engine.inputs import check_task_data
 from ultralytics_prune_plugin.engine.trainer import prune_aware_trainers
 from ultralytics_prune_plugin.pruning import depgraph, policy, slim
+from ultralytics_prune_plugin.tasks import metric_keys, read_metrics
 
 IMGSZ = 64
 NC = 2

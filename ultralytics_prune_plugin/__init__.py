@@ -6,7 +6,7 @@ activates it explicitly. ``ULTRALYTICS_PRUNE_PLUGIN_DISABLE=1`` switches it off.
 
 __version__ = "0.1.0"
 
-from .activation import activate, is_active  # noqa: E402
+from .integration.activation import activate, is_active  # noqa: E402
 from .config import PluginArgumentError  # noqa: E402
 
 __all__ = ("__version__", "activate", "is_active", "PluginArgumentError")

@@ -1,10 +1,12 @@
-"""One adapter per Ultralytics series: the only place where the plugin touches Ultralytics internals by name.
+"""One adapter per Ultralytics series: the bottom layer of the plugin, which imports nothing else of it.
 
 Each series module (``ultralytics_8_1`` ... ``ultralytics_8_4``) has ``supports(version)``, ``apply()`` (its
-compatibility fixes, then the shared registration in :mod:`.common`) and the few internals the rest of the plugin
-needs, under one name for every series: ``load_yaml``, ``unwrap_model``, ``load_weights`` and ``after_cfg_print``.
-The rest of the plugin reaches them through :func:`internals`. Supporting a new series means adding a module here
-and naming it in :data:`SERIES_MODULES`.
+compatibility fixes, :mod:`.compat`) and the few internals the rest of the plugin needs, under one name for every
+series: ``load_yaml``, ``unwrap_model``, ``load_weights`` and ``after_cfg_print``. The rest of the plugin reaches
+them through :func:`internals`; the registration every series shares is
+:mod:`ultralytics_prune_plugin.integration.registration`, which ``activate()`` runs after ``apply()``. Every change
+to Ultralytics goes through :mod:`.patching`. Supporting a new series means adding a module here and naming it in
+:data:`SERIES_MODULES`.
 """
 
 from __future__ import annotations

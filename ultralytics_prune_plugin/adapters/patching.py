@@ -1,4 +1,5 @@
-"""Every change the adapters make to Ultralytics goes through these functions, so that activation is all-or-nothing.
+"""Every change the plugin makes to Ultralytics (the adapters' fixes, the registration) goes through these functions,
+so that activation is all-or-nothing.
 
 Inside :func:`all_or_nothing` each change is recorded with what it replaced; when the block fails, the changes are
 undone newest first and Ultralytics is left exactly as it was installed. Outside the block changes are applied

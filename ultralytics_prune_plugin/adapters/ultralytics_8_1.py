@@ -8,12 +8,10 @@ Fixes (each applied only when its condition holds, and only inside Ultralytics' 
 * torch >= 2.9 exports ONNX with the dynamo exporter by default, and 8.1's opset guess lands on 9 with newer torch:
   its exporter gets the TorchScript exporter and opset 17.
 
-Then the plugin is registered (:mod:`.common`).
+Then ``activate()`` registers the plugin (:mod:`ultralytics_prune_plugin.integration.registration`).
 """
 
 from __future__ import annotations
-
-import sys
 
 from ultralytics_prune_plugin.adapters._legacy_internals import (  # the internals this series names this way
     after_cfg_print,
@@ -35,8 +33,5 @@ def supports(version: str) -> bool:
 
 
 def apply() -> None:
-    """Apply the compatibility fixes, then register the plugin. Called once per process by ``activate()``."""
-    from ultralytics_prune_plugin.adapters import common
-
+    """Apply the compatibility fixes. Called once per process by ``activate()``, which then registers the plugin."""
     apply_fixes()
-    common.register(sys.modules[__name__])

@@ -1,10 +1,8 @@
 """Adapter for Ultralytics 8.2.x: the same compatibility fixes as 8.1 (see :mod:`.ultralytics_8_1`) and the same
-internals' names, then the plugin's registration (:mod:`.common`).
+internals' names.
 """
 
 from __future__ import annotations
-
-import sys
 
 from ultralytics_prune_plugin.adapters._legacy_internals import (  # the internals this series names this way
     after_cfg_print,
@@ -26,8 +24,5 @@ def supports(version: str) -> bool:
 
 
 def apply() -> None:
-    """Apply the compatibility fixes, then register the plugin. Called once per process by ``activate()``."""
-    from ultralytics_prune_plugin.adapters import common
-
+    """Apply the compatibility fixes. Called once per process by ``activate()``, which then registers the plugin."""
     apply_fixes()
-    common.register(sys.modules[__name__])

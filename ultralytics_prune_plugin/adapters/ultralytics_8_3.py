@@ -1,10 +1,8 @@
 """Adapter for Ultralytics 8.3.x: like 8.4 (see :mod:`.ultralytics_8_4`), no compatibility fix and the same
-internals' names, then the plugin's registration (:mod:`.common`).
+internals' names.
 """
 
 from __future__ import annotations
-
-import sys
 
 from ultralytics_prune_plugin.adapters._modern_internals import (  # the internals this series names this way
     after_cfg_print,
@@ -25,7 +23,5 @@ def supports(version: str) -> bool:
 
 
 def apply() -> None:
-    """Register the plugin. Called once per process by ``activate()``."""
-    from ultralytics_prune_plugin.adapters import common
-
-    common.register(sys.modules[__name__])
+    """Apply the compatibility fixes: none for this series. Called once per process by ``activate()``, which then
+    registers the plugin."""

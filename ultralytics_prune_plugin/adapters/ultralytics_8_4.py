@@ -1,12 +1,10 @@
-"""Adapter for Ultralytics 8.4.x: its internals' names, and the plugin's registration (:mod:`.common`).
+"""Adapter for Ultralytics 8.4.x: its internals' names.
 
 This series loads checkpoints with ``weights_only=False`` itself, integrates with ``np.trapezoid`` on numpy 2 and
 exports ONNX with the TorchScript exporter, so it needs no compatibility fix on today's stack.
 """
 
 from __future__ import annotations
-
-import sys
 
 from ultralytics_prune_plugin.adapters._modern_internals import (  # the internals this series names this way
     after_cfg_print,
@@ -27,7 +25,5 @@ def supports(version: str) -> bool:
 
 
 def apply() -> None:
-    """Register the plugin. Called once per process by ``activate()``."""
-    from ultralytics_prune_plugin.adapters import common
-
-    common.register(sys.modules[__name__])
+    """Apply the compatibility fixes: none for this series. Called once per process by ``activate()``, which then
+    registers the plugin."""

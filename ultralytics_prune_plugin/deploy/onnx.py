@@ -203,7 +203,7 @@ def _run_exporter(staged_weights: Path, kwargs: Dict[str, Any]) -> Path:
     """Export ``staged_weights`` with Ultralytics and return the path of the file the exporter wrote."""
     from ultralytics import YOLO
 
-    from ultralytics_prune_plugin.engine.tasks import TASKS
+    from ultralytics_prune_plugin.tasks import TASKS
 
     model = YOLO(str(staged_weights))
     if model.task not in TASKS:
@@ -242,7 +242,7 @@ def validate_onnx(
 
     Returns:
         ``{"map50", "map50_95", "metric_names", "provider", "providers", "save_dir"}``: the task's two metrics
-        under the report's keys (:func:`~ultralytics_prune_plugin.engine.tasks.read_metrics`: box mAP50 and
+        under the report's keys (:func:`~ultralytics_prune_plugin.tasks.read_metrics`: box mAP50 and
         mAP50-95 for detect, mask mAP for segment, keypoint mAP for pose, rotated-box mAP for obb, top-5 and top-1
         accuracy for classify) and their names, the session's first (preferred) execution provider, all its
         providers in order of preference, and the run folder (``project/name``).
@@ -259,7 +259,7 @@ def validate_onnx(
         raise FileNotFoundError(f"ONNX model not found: {path}")
     _check_positive_int("imgsz", imgsz)
     _check_input_size(path, imgsz)
-    from ultralytics_prune_plugin.engine.tasks import metric_names, read_metrics
+    from ultralytics_prune_plugin.tasks import metric_names, read_metrics
 
     names = metric_names(task)  # refuses unknown tasks
     model = YOLO(str(path), task=task)

@@ -18,43 +18,14 @@ from ultralytics.utils import DEFAULT_CFG
 
 from ultralytics_prune_plugin.config import plugin_keys
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
-from ultralytics_prune_plugin.engine.run_config import RunConfig
-from ultralytics_prune_plugin.engine.tasks import read_metrics
+from ultralytics_prune_plugin.engine.run_config import RunConfig, finetune_defaults
 from ultralytics_prune_plugin.report.console import MODEL_SUMMARY, SPEED, hidden, quiet
+from ultralytics_prune_plugin.tasks import read_metrics
 
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
 # The folder of the run where the trainer that loads training batches writes its arguments; removed when the run ends.
 BATCHES_FOLDER = ".batches"
 RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
-
-
-def finetune_defaults(epochs: int, batch: Any = None) -> Dict[str, Any]:
-    """Training keys a fine-tune gets unless they were given: a pruned model is not trained from scratch.
-
-    ``close_mosaic``: at most the fine-tune's length, so that the last ``close_mosaic`` epochs (all of a short
-    fine-tune) train without mosaic on every series. Ultralytics 8.4 already closes mosaic when
-    ``epochs <= close_mosaic``; 8.1-8.3 close it only at epoch ``epochs - close_mosaic`` and so never do in a
-    fine-tune shorter than ``close_mosaic`` (10).
-
-    ``warmup_epochs=0``: Ultralytics' warm-up (3 epochs, the bias learning rate starting at 0.1) suits a network
-    trained from scratch; a pruned network keeps most of its trained weights. Measured on yolov8n (generated hard
-    data, target_macs 0.43, 2 steps × 5 epochs, no distillation): mAP50-95 0.513 with the warm-up, 0.549 without
-    (``benchmarks/results_equal_macs.md``).
-
-    ``nbs`` = ``batch``: one optimizer step per batch. Ultralytics accumulates gradients up to a nominal batch of 64,
-    which leaves a short fine-tune very few updates (10 per epoch on 600 images at batch 16). Measured the same way,
-    with distillation: mAP50-95 0.557 with accumulation, 0.642 without (the input had 0.639). The weight decay
-    Ultralytics scales by ``batch * accumulate / nbs`` is unchanged.
-
-    ``optimizer=SGD`` (at ``lr0``, 0.01 unless given): ``optimizer=auto`` picks SGD at 0.01 only for runs of more
-    than 10,000 iterations; a shorter one gets AdamW at ``0.002 * 5 / (4 + nc)``, 0.001 for 6 classes and 0.00012
-    for COCO's 80, and ignores ``lr0``. Measured the same way, with distillation and one step per batch: mAP50-95
-    0.642 with AdamW at 0.001, 0.491 at 0.0002, 0.690 with SGD at 0.01; at target_macs 0.3, 0.564 against 0.640.
-    """
-    defaults = {"close_mosaic": min(DEFAULT_CFG.close_mosaic, epochs), "warmup_epochs": 0, "optimizer": "SGD"}
-    if isinstance(batch, int) and batch > 0:  # not AutoBatch (-1) nor a memory fraction
-        defaults["nbs"] = batch
-    return defaults
 
 
 class Evaluator:

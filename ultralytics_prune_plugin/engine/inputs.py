@@ -3,6 +3,10 @@
 Ultralytics tries to download any ``.pt`` it cannot find and reports unreadable files with deep tracebacks. For the
 plugin's own modes these checks run first and raise :class:`PluginArgumentError` with the argument's name. A file is
 only opened after it passed the cheap checks, and only the file the user named is loaded.
+
+The data check of each task (:func:`check_task_data`) refuses data of another task with one line before any training
+starts: a classification model needs an image folder, the others a data YAML; a pose model needs ``kpt_shape`` in it
+(the model's, when a model is given); and label files whose column count belongs to another task are named.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from ultralytics_prune_plugin.config import PluginArgumentError
+from ultralytics_prune_plugin.tasks import model_kpt_shape, task_spec
 
 MODEL_SUFFIXES = (".pt", ".yaml", ".yml")
 
@@ -116,3 +122,119 @@ def _load(path: Path, model: str):
         raise PluginArgumentError(f"'model={model}' cannot be read as a PyTorch checkpoint: {first}") from None
     except ModuleNotFoundError as e:
         raise PluginArgumentError(f"'model={model}' needs the module '{e.name}', which is not installed") from None
+
+
+# Columns of a label line per task: detect ``cls xc yc w h``; obb ``cls`` and four corners; segment ``cls`` and at
+# least three points; pose ``cls xc yc w h`` and ``nkpt * ndim`` keypoint values.
+_BOX_COLUMNS = 5
+_OBB_COLUMNS = 9
+
+
+def check_task_data(task: str, data: Any, model: Any = None, need_train: bool = True) -> Dict[str, Any]:
+    """Check that ``data`` suits a ``task`` model, without downloading anything, and return the checked dataset.
+
+    Args:
+        task: The model's task (:func:`ultralytics_prune_plugin.tasks.model_task`).
+        data: The value of ``data=``: a data YAML, or for classify an image folder.
+        model: The network, when known: a pose model's ``kpt_shape`` must match the data's.
+        need_train: Also require the training images.
+
+    Returns:
+        Ultralytics' checked dataset dict (``check_det_dataset`` / ``check_cls_dataset``).
+
+    Raises:
+        PluginArgumentError: One line naming what does not fit.
+    """
+    spec = task_spec(task)
+    text = str(data)
+    if "://" in text:
+        raise PluginArgumentError(f"'data={data}' is a URL: datasets are never downloaded by the plugin; pass a file")
+    path = Path(text)
+    if task == "classify":
+        return _check_classify_data(data, path)
+    if path.is_dir():
+        raise PluginArgumentError(
+            f"'data={data}' is a folder, which is classification data; a {task} model needs a data YAML"
+        )
+    checked = check_detection_data(data, need_train=need_train)
+    if task == "pose":
+        _check_keypoints(data, checked, model)
+    _check_label_columns(data, checked, spec.task)
+    return checked
+
+
+def _check_classify_data(data: Any, path: Path) -> Dict[str, Any]:
+    """Check a classification image folder (``train/<class>/``, ``val/<class>/``) and return Ultralytics' dict."""
+    if path.suffix in (".yaml", ".yml"):
+        raise PluginArgumentError(
+            f"'data={data}' is a data YAML, which is detection-style data; a classify model needs an image folder "
+            "with train/<class>/ and val/<class>/"
+        )
+    if not path.is_dir():
+        raise PluginArgumentError(f"'data={data}' does not exist (datasets are never downloaded by the plugin)")
+    if not (path / "train").is_dir():
+        raise PluginArgumentError(f"'data={data}' has no 'train' folder; a classify model needs train/<class>/ images")
+    from ultralytics.data.utils import check_cls_dataset
+
+    try:
+        return check_cls_dataset(str(path))
+    except Exception as e:
+        raise PluginArgumentError(f"'data={data}' cannot be used: {first_line(e)}") from None
+
+
+def _check_keypoints(data: Any, checked: Mapping[str, Any], model: Any) -> None:
+    """A pose dataset needs ``kpt_shape``, equal to the model's when the model has one."""
+    kpt_shape = checked.get("kpt_shape")
+    if kpt_shape is None:
+        raise PluginArgumentError(f"'data={data}' has no 'kpt_shape'; a pose model needs keypoint data")
+    model_shape = model_kpt_shape(model) if model is not None else None
+    if model_shape is not None and list(model_shape) != list(kpt_shape):
+        raise PluginArgumentError(
+            f"'data={data}' has kpt_shape {list(kpt_shape)} but the model predicts {list(model_shape)}"
+        )
+
+
+def _first_label_line(checked: Mapping[str, Any]) -> Optional[Tuple[Path, Sequence[str]]]:
+    """The first non-empty label line of the dataset's ``train`` (else ``val``) images, split, with its file."""
+    for split in ("train", "val"):
+        sources = checked.get(split)
+        for source in sources if isinstance(sources, (list, tuple)) else [sources]:
+            if not source:
+                continue
+            folder = Path(str(source))
+            if not folder.is_dir():
+                continue  # an image list file: not checked here, Ultralytics reports its labels
+            parts = folder.parts
+            if "images" not in parts:
+                continue
+            i = len(parts) - 1 - parts[::-1].index("images")  # Ultralytics' img2label_paths: last 'images' -> 'labels'
+            labels = Path(*parts[:i], "labels", *parts[i + 1 :])
+            for label in sorted(labels.glob("*.txt")):
+                for line in label.read_text(encoding="utf-8", errors="replace").splitlines():
+                    if line.strip():
+                        return label, line.split()
+    return None
+
+
+def _check_label_columns(data: Any, checked: Mapping[str, Any], task: str) -> None:
+    """Refuse label files whose first line has the column count of another task (read one line only)."""
+    found = _first_label_line(checked)
+    if found is None:
+        return
+    label, columns = found
+    n = len(columns)
+    kpt_shape = checked.get("kpt_shape")
+    if task == "pose":
+        expected = _BOX_COLUMNS + int(kpt_shape[0]) * int(kpt_shape[1])
+        ok, wanted = n == expected, f"{expected} columns (box and {kpt_shape[0]} keypoints)"
+    elif task == "obb":
+        ok, wanted = n == _OBB_COLUMNS, "9 columns (class and four corners)"
+    elif task == "segment":
+        ok, wanted = n >= 7 and n % 2 == 1, "a polygon (class and at least three x y points)"
+    else:  # detect: boxes; Ultralytics also turns polygons into boxes
+        ok, wanted = n == _BOX_COLUMNS or (n >= 7 and n % 2 == 1), "5 columns (class and box) or a polygon"
+    if not ok:
+        raise PluginArgumentError(
+            f"'data={data}' labels are not {task} labels: {label.name} has {n} columns per object, "
+            f"a {task} model needs {wanted}"
+        )

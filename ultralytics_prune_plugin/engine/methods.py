@@ -1,25 +1,73 @@
 """The pruning methods of ``yolo prune``, one strategy each: how a run removes channels, step by step.
 
-A method prunes the model in place and hands every pruned model to ``run.after_prune(model, k, extra)``, which
-validates, fine-tunes, records the step and says whether to stop (mAP budget, ``target_macs``). Adding a method
-means adding a class here and naming it in :data:`METHODS` (and in ``config.METHODS``).
+A method reads what it needs of its run from :class:`MethodInputs` and is a generator: it prunes the model in place
+and yields every pruned model as a :class:`PrunedStep`. The run (:class:`~.prune_run.PruneRun`) validates,
+fine-tunes and records each step, and sends back the model to go on with (the fine-tune's best); when the run stops
+(mAP budget, ``target_macs``) it closes the generator. A method never writes the run's report or files: what it has
+to record travels in its :class:`PrunedStep`. Adding a method means adding a class here and naming it in
+:data:`METHODS` (and in ``config.METHODS``).
 """
 
 from __future__ import annotations
 
 from copy import deepcopy
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 from torch import nn
 from ultralytics.utils import DEFAULT_CFG, LOGGER
 
 from ultralytics_prune_plugin.engine.run_config import PREFIX
 from ultralytics_prune_plugin.report.console import quiet, warn
-from ultralytics_prune_plugin.report.files import write_csv_atomic
 
-if TYPE_CHECKING:
-    from ultralytics_prune_plugin.engine.prune_run import PruneRun
+
+@dataclass(frozen=True)
+class MethodInputs:
+    """What a method reads of its run; the method changes none of it.
+
+    Attributes:
+        args: The run's resolved arguments (``get_cfg``, plugin keys included).
+        input_train_args: The input checkpoint's training arguments (``sparse``, ``sr``, ...).
+        baseline_weights: The run's copy of its input model (``weights/baseline.pt``).
+        baseline_macs: The input model's MACs.
+        macs_goal: The MACs that ``target_macs``/``target_gmacs`` ask for, or None without a target.
+        target_text: The target as the user gave it (e.g. ``target_macs=0.43``), or None without a target.
+        evaluator: The run's evaluator: its training batches (Taylor importance) and ``last_macs``, the MACs of the
+            model it measured last.
+    """
+
+    args: Any
+    input_train_args: Dict[str, Any]
+    baseline_weights: Path
+    baseline_macs: float
+    macs_goal: Optional[float]
+    target_text: Optional[str]
+    evaluator: Any
+
+
+@dataclass
+class PrunedStep:
+    """A model a method has just pruned, handed to the run.
+
+    Attributes:
+        model: The pruned model.
+        step: The step's number, from 1.
+        extra: Fields of the step's row in the report (``step_ratio``, ``clamped_layers``, ...).
+        report: Entries the run adds to the top level of its report before it records the step (slim: ``slim``).
+        tables: CSV files the run writes into its folder before it records the step: file name to
+            ``(rows, columns)`` (slim: ``slim_layers.csv``).
+    """
+
+    model: nn.Module
+    step: int
+    extra: Dict[str, Any] = field(default_factory=dict)
+    report: Dict[str, Any] = field(default_factory=dict)
+    tables: Dict[str, Tuple[List[Dict[str, Any]], List[str]]] = field(default_factory=dict)
+
+
+# What a method's ``steps`` returns: it yields pruned steps and is sent the model to go on with.
+Steps = Generator[PrunedStep, nn.Module, None]
 
 
 class DepGraphMethod:
@@ -35,17 +83,17 @@ class DepGraphMethod:
 
     name = "depgraph"
 
-    def run(self, run: "PruneRun", model: nn.Module, first_step: int) -> None:
-        """Prune ``model`` step by step from ``first_step`` until the last step or a stop."""
+    def steps(self, run: MethodInputs, model: nn.Module, first_step: int) -> Steps:
+        """Prune ``model`` step by step from ``first_step``, yielding each step, until the last step or a stop."""
         from ultralytics_prune_plugin.pruning.depgraph import cap_width, prune_once, step_ratio
 
-        args = run.config.args
+        args = run.args
         steps = args.iterative_steps
         gradients = quietly(run.evaluator.training_batches().fill_gradients) if args.importance == "taylor" else None
         options = prune_options(args, steps, gradients)
         # global pruning: max_layer_rate caps each layer against the input's widths, reached after the last step
-        inputs = self.input_widths(run, args.prune_head) if options.global_pruning else {}
-        goal, base = run.macs_goal(), run.report["baseline"]["macs"]
+        inputs = self.input_widths(run.baseline_weights, args.prune_head) if options.global_pruning else {}
+        goal, base = run.macs_goal, run.baseline_macs
         ratio = step_ratio(args.rate, steps)
         for k in range(first_step, steps + 1):
             extra = {}
@@ -56,7 +104,7 @@ class DepGraphMethod:
                 step_goal = base * (goal / base) ** (k / steps)
                 ratio, trials = self.ratio_for(model, step_goal, args, options_k)
                 extra.update({"step_goal_macs": step_goal, "ratio_trials": trials})
-                what = f"{ratio:.1%} of the channels to reach {step_goal / 1e9:.3f} GMACs ({run.target_text()})"
+                what = f"{ratio:.1%} of the channels to reach {step_goal / 1e9:.3f} GMACs ({run.target_text})"
             else:
                 what = f"{ratio:.1%} of the channels of each prunable group"
             if options.global_pruning and goal is None:
@@ -79,9 +127,7 @@ class DepGraphMethod:
                     f"{PREFIX}rate={args.rate} would leave {clamped} layers without channels; each "
                     f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
                 )
-            model, stop = run.after_prune(model, k, extra)
-            if stop:
-                break
+            model = yield PrunedStep(model, k, extra)
 
     @staticmethod
     def ratio_for(model: nn.Module, goal: float, args, options) -> tuple:
@@ -114,14 +160,14 @@ class DepGraphMethod:
         return high, trials
 
     @staticmethod
-    def input_widths(run: "PruneRun", prune_head: bool) -> dict:
+    def input_widths(baseline_weights: Path, prune_head: bool) -> dict:
         """The output width of every prunable convolution of the run's input (``weights/baseline.pt``), by unsplit
         name."""
         from ultralytics_prune_plugin.engine.checkpoint import load_model
         from ultralytics_prune_plugin.pruning.depgraph import channel_counts, prepare_for_pruning
         from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
-        baseline = prepare_for_pruning(load_model(run.weights_dir / "baseline.pt"))
+        baseline = prepare_for_pruning(load_model(baseline_weights))
         widths = channel_counts(baseline)
         return {name: widths[name] for name, _ in prunable_convs(baseline, prune_head)}
 
@@ -153,14 +199,14 @@ class SlimMethod:
 
     name = "slim"
 
-    def run(self, run: "PruneRun", model: nn.Module, first_step: int) -> None:
-        """Slim-prune ``model`` once (at the ``target_macs`` rate when one is set) and hand it to the run."""
+    def steps(self, run: MethodInputs, model: nn.Module, first_step: int) -> Steps:
+        """Slim-prune ``model`` once (at the ``target_macs`` rate when one is set) and yield it."""
         from ultralytics_prune_plugin.pruning.slim import gamma_sparsity_report, slim_prune
 
         if first_step != 1:
             return  # its one step is done
-        args = run.config.args
-        sparse_args = run.config.input_train_args  # the input checkpoint's train_args (kept for a resume)
+        args = run.args
+        sparse_args = run.input_train_args  # the input checkpoint's train_args (kept for a resume)
         gamma = gamma_sparsity_report(model, train_args=sparse_args)
         LOGGER.info(
             f"{PREFIX}BatchNorm γ before slim pruning: {gamma['fraction_below']:.1%} of {gamma['count']} prunable |γ| "
@@ -176,7 +222,7 @@ class SlimMethod:
             return slim_prune(target, rate, verbose=verbose, train_args=sparse_args, **kwargs)
 
         rate, target_search = args.rate, None
-        goal = run.macs_goal()
+        goal = run.macs_goal
         if goal is not None:
             # One threshold, so no loop to stop: take the smallest rate whose MACs meet the target, found by bisection
             # on copies (MACs never grow with the rate: a higher rate removes a superset of the channels).
@@ -191,7 +237,7 @@ class SlimMethod:
                 rate = high
             target_search = {"goal_macs": goal, "rate": rate, "trials": len(trials)}
             LOGGER.info(
-                f"{PREFIX}{run.target_text()}: slim rate {rate:.3f} "
+                f"{PREFIX}{run.target_text}: slim rate {rate:.3f} "
                 + (f"meets {goal / 1e9:.3f} GMACs" if trials[rate] <= goal else f"cannot reach {goal / 1e9:.3f} GMACs")
                 + f" ({len(trials)} trial prunes on copies)"
             )
@@ -202,8 +248,7 @@ class SlimMethod:
                 f"{result.applied_rate:.3f} (min_channels={args.min_channels})."
             )
         table = [{"layer": r.name, "channels_before": r.before, "channels_after": r.after} for r in result.layers]
-        write_csv_atomic(run.save_dir / "slim_layers.csv", table, ["layer", "channels_before", "channels_after"])
-        run.report["slim"] = {
+        record = {
             "requested_rate": result.requested_rate,
             "applied_rate": result.applied_rate,
             "clamped": result.clamped,
@@ -213,8 +258,14 @@ class SlimMethod:
             "sr": sparse_args.get("sr") if sparse_args.get("sparse") else None,
         }
         if target_search is not None:
-            run.report["slim"]["target_macs_search"] = target_search
-        run.after_prune(model, 1, {"step_ratio": result.applied_rate})
+            record["target_macs_search"] = target_search
+        yield PrunedStep(
+            model,
+            1,
+            {"step_ratio": result.applied_rate},
+            report={"slim": record},
+            tables={"slim_layers.csv": (table, ["layer", "channels_before", "channels_after"])},
+        )
 
 
 def quietly(function):

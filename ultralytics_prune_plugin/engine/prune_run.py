@@ -46,14 +46,14 @@ from ultralytics_prune_plugin.deploy.deployment import deployment_record
 from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.evaluation import Evaluator
-from ultralytics_prune_plugin.engine.methods import METHODS
-from ultralytics_prune_plugin.engine.run_config import PREFIX, resolve_run_config
-from ultralytics_prune_plugin.engine.tasks import metric_names
+from ultralytics_prune_plugin.engine.methods import METHODS, MethodInputs, PrunedStep
+from ultralytics_prune_plugin.engine.run_config import PREFIX, finetune_defaults, resolve_run_config
 from ultralytics_prune_plugin.nn.structure import mark_restructured
 from ultralytics_prune_plugin.report.console import run_log, warn
-from ultralytics_prune_plugin.report.files import write_atomic
+from ultralytics_prune_plugin.report.files import write_atomic, write_csv_atomic
 from ultralytics_prune_plugin.report.record import PruneReport, final_record, write_record
 from ultralytics_prune_plugin.report.summary import fmt_value, summary_table
+from ultralytics_prune_plugin.tasks import metric_names
 
 
 class PruneRun:
@@ -101,9 +101,35 @@ class PruneRun:
             model, first_step = self._start(), 1
         self._log_plan(first_step)
         if self.report["stop_reason"] is None:  # else a resumed run that had already stopped: only the finish is left
-            self.method.run(self, model, first_step)
+            self._prune(model, first_step)
         self._finish()
         return self.report
+
+    def _prune(self, model: nn.Module, first_step: int) -> None:
+        """Run the method's steps from ``first_step``: each model it prunes goes through :meth:`after_prune`, which
+        returns the model the method goes on with; a stop closes the method."""
+        inputs = MethodInputs(
+            args=self.args,
+            input_train_args=self.config.input_train_args,
+            baseline_weights=self.weights_dir / "baseline.pt",
+            baseline_macs=self.report["baseline"]["macs"],
+            macs_goal=self.macs_goal(),
+            target_text=self.target_text() if self.has_target() else None,
+            evaluator=self.evaluator,
+        )
+        steps = self.method.steps(inputs, model, first_step)
+        try:
+            pruned = next(steps, None)
+            while pruned is not None:
+                model, stop = self.after_prune(pruned)
+                if stop:
+                    break
+                try:
+                    pruned = steps.send(model)
+                except StopIteration:
+                    pruned = None
+        finally:
+            steps.close()
 
     def _open(self, save_dir: Path) -> None:
         """Use ``save_dir`` as the run folder."""
@@ -154,6 +180,8 @@ class PruneRun:
 
         self._open(self.config.resume_dir)
         self.report = self.config.resume_report
+        # what the columns hold, for a report written before it was recorded
+        self.report.setdefault("metrics", dict(zip(("map50", "map50_95"), metric_names(self.config.task))))
         self.report["save_dir"] = str(self.save_dir)  # the folder may have been moved since
         self.report["baseline"]["weights"] = str(self.weights_dir / "baseline.pt")
         for row in self.report["steps"]:
@@ -196,8 +224,6 @@ class PruneRun:
             f"at imgsz={self.args.imgsz}"
         )
         if epochs > 0:
-            from ultralytics_prune_plugin.engine.evaluation import finetune_defaults
-
             given = self.config.user_overrides
             kept = {k: v for k, v in finetune_defaults(epochs, self.args.batch).items() if k not in given}
             teacher = self.args.teacher or "weights/baseline.pt (the input)"
@@ -243,14 +269,19 @@ class PruneRun:
         )
 
     # One step ------------------------------------------------------------------------------------------------------------
-    def after_prune(self, model: nn.Module, k: int, extra: Dict[str, Any]):
+    def after_prune(self, pruned_step: PrunedStep):
         """Validate the freshly pruned model, fine-tune it, validate again, record the step, apply the stops.
 
-        Called by the method after each prune. Returns ``(model, stop)``: the model to go on with (the fine-tune's
-        best) and whether the loop must stop (mAP budget exceeded, or ``target_macs`` reached).
+        Called for each step the method yields, after writing the step's tables and report entries. Returns
+        ``(model, stop)``: the model to go on with (the fine-tune's best) and whether the loop must stop (mAP budget
+        exceeded, or ``target_macs`` reached).
         """
+        model, k = pruned_step.model, pruned_step.step
+        for name, (rows, columns) in pruned_step.tables.items():
+            write_csv_atomic(self.save_dir / name, rows, columns)
+        self.report.update(pruned_step.report)
         mark_restructured(model, method=self.args.method, step=k)
-        row = {"step": k, **extra}
+        row = {"step": k, **pruned_step.extra}
         if self.evaluator.recalibrate(model):
             row["bn_recalibrated"] = True
         pruned = self.evaluator.measure(model, f"step_{k}_pruned")

@@ -27,8 +27,8 @@ from ultralytics.models.yolo.pose import PoseTrainer
 from ultralytics.models.yolo.segment import SegmentationTrainer
 from ultralytics.utils import LOGGER, RANK
 
-from ultralytics_prune_plugin.engine.tasks import model_kpt_shape
 from ultralytics_prune_plugin.nn.structure import forget_cached_state, is_restructured
+from ultralytics_prune_plugin.tasks import model_kpt_shape
 
 
 class PruneAwareTrainerMixin:

@@ -23,11 +23,9 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
     ``pruned.onnx``, whose metric is measured differently from the table's (batch 1, no rectangular batches).
     File sizes are in MiB (2**20 bytes).
     """
-    from ultralytics_prune_plugin.engine.tasks import metric_names
-
     base, final, onnx = report["baseline"], report["final"], report.get("onnx", {})
     lat = onnx.get("latency_ms", {})
-    secondary, main = metric_names(report["args"].get("task", "detect"))  # e.g. mask mAP50, mask mAP50-95
+    secondary, main = report["metrics"]["map50"], report["metrics"]["map50_95"]  # e.g. mask mAP50, mask mAP50-95
     same = final["step"] == 0  # pruned.pt is a copy of the input
     steps = len(report.get("steps", []))
     kept = (

@@ -1,10 +1,20 @@
-"""Activation of the plugin: pick the adapter for the installed Ultralytics and apply it once per process."""
+"""Activation of the plugin: pick the adapter for the installed Ultralytics, apply its fixes and register the plugin,
+once per process."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
-from _ultralytics_prune_plugin_startup import DISABLE_ENV, disabled
+# The start-up hook (_ultralytics_prune_plugin_startup.py) keeps its own copy of this switch: importing any module of
+# this package runs the package's __init__, which activates the plugin, so the hook cannot import it at start-up.
+DISABLE_ENV = "ULTRALYTICS_PRUNE_PLUGIN_DISABLE"
+
+
+def disabled() -> bool:
+    """Return True when the environment switches the plugin off."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
 
 _state = {"status": None}  # None: not tried; "activating"; True: active; False: inactive
 
@@ -21,8 +31,8 @@ def activate() -> bool:
 
     Idempotent: the second and later calls return the first call's result. When ``ULTRALYTICS_PRUNE_PLUGIN_DISABLE``
     is set, when Ultralytics is missing, or when its version is one the plugin was not tested on, nothing is changed.
-    All or nothing: when the adapter fails midway, every change it made is undone and the failure is reported in one
-    warning line.
+    All or nothing: when the adapter's fixes or the registration fail midway, every change already made is undone and
+    the failure is reported in one warning line.
 
     Returns:
         (bool): True when the plugin is active in this process.
@@ -55,7 +65,10 @@ def activate() -> bool:
 
     try:
         with all_or_nothing():  # a failure midway undoes every change already made
-            adapter.apply()
+            adapter.apply()  # the series' compatibility fixes
+            from ultralytics_prune_plugin.integration.registration import register
+
+            register(adapter)
     except Exception as e:
         _state["status"] = False
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -1,8 +1,8 @@
 """Command-line checks for ``yolo prune`` / ``yolo sparse`` that run before Ultralytics parses the command.
 
-Nothing here depends on one Ultralytics version: the adapter of each series passes in what it knows (the valid keys,
-the bare words its entrypoint accepts, its help text). The checks turn the two ways a new user most often starts
-wrong into one line each, with no traceback:
+Nothing here depends on one Ultralytics version: the command line (:mod:`.cli`) passes in what the installed series
+knows (the valid keys, the bare words its entrypoint accepts, its help text). The checks turn the two ways a new user
+most often starts wrong into one line each, with no traceback:
 
 * a key Ultralytics does not know (``ratee=0.5``): one line per key, with the similar keys that Ultralytics' own
   ``check_dict_alignment`` would suggest (the same ``difflib.get_close_matches`` matching);
@@ -121,8 +121,10 @@ def check_command(
     lines = unknown_key_lines(tokens, known, bare_words)
     if lines:
         raise PluginArgumentErrors(lines)
+    from ultralytics_prune_plugin.engine.run_config import note_cfg_epochs
+
     given = dict(t.split("=", 1) for t in tokens if "=" in t)
-    _CFG_EPOCHS.clear()
+    note_cfg_epochs(None)
     if given.get("cfg"):
         import yaml  # Ultralytics' own dependency
 
@@ -134,20 +136,9 @@ def check_command(
         if not isinstance(from_file, Mapping):  # YAML that is not a mapping: likewise left to Ultralytics
             from_file = {}
         if mode == "prune" and "epochs" in from_file and "epochs" not in {k.lstrip("-") for k in given}:
-            _CFG_EPOCHS["noted"] = (given["cfg"], from_file["epochs"])
+            note_cfg_epochs((given["cfg"], from_file["epochs"]))
         given = {**from_file, **given}
     require_model(mode, given, resumed)
-
-
-# `yolo prune`: the 'epochs' of a cfg= file when the command line gives none. Ultralytics merges the file into the
-# command line's keys before the run sees them; the run reads this note (take_cfg_epochs) to tell the two apart.
-_CFG_EPOCHS: dict = {}
-
-
-def take_cfg_epochs() -> Optional[tuple]:
-    """Return ``(cfg, epochs)`` when the checked ``yolo prune`` command's ``cfg=`` file set ``epochs`` and its command
-    line did not (else None), and forget it: a ``yolo prune`` run does not take ``epochs`` from a ``cfg=`` file."""
-    return _CFG_EPOCHS.pop("noted", None)
 
 
 def help_with_modes(help_text: str, old_modes: str, modes: Iterable[str]) -> str:

@@ -55,7 +55,8 @@ def sparse(self, **kwargs):
         raise PluginArgumentError("'sparse=False' contradicts mode 'sparse': leave 'sparse' out, or use 'yolo train'.")
     if not kwargs.get("data") and not kwargs.get("resume") and not kwargs.get("cfg"):
         raise PluginArgumentError("'data' is missing: sparse training needs a dataset, e.g. 'data=path/to/data.yaml'.")
-    from ultralytics_prune_plugin.engine.tasks import TASKS, check_task_data
+    from ultralytics_prune_plugin.engine.inputs import check_task_data
+    from ultralytics_prune_plugin.tasks import TASKS
 
     if self.task not in TASKS:
         raise PluginArgumentError(
