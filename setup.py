@@ -52,7 +52,8 @@ setup(
     ],
     extras_require={
         "gpu": ["onnxruntime-gpu>=1.16,<1.33"],
-        "test": ["pytest>=7"],
+        # import-linter checks the import layers (tests/test_layers.py); 2.6 brought acyclic_siblings, on Python 3.10+
+        "test": ["pytest>=7", "import-linter>=2.6; python_version >= '3.10'"],
     },
     classifiers=[
         "License :: OSI Approved :: GNU Affero General Public License v3",
