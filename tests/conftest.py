@@ -31,6 +31,7 @@ os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="prune-plugin-tests-yolo
 
 def pytest_configure(config):
     """Write the suite's Ultralytics settings before any test imports a model."""
+    config.addinivalue_line("markers", "ddp: Ultralytics' own DDP launcher, 2 CPU ranks over gloo (test_ddp.py)")
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"runs_dir": "runs", "weights_dir": "weights"})
