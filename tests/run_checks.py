@@ -138,3 +138,63 @@ def assert_sparsity_rows_match(save_dir, epochs: int, sr: float) -> None:
     counts = histograms["epochs"][str(epochs)]
     fraction = sum(counts[:below]) / gammas.size
     assert abs(fraction - last["sparsity/gamma_lt_1e-2"]) <= 1.01 / gammas.size, (fraction, last)  # one channel
+
+
+def ultralytics_has_safe_load() -> bool:
+    """Whether the installed Ultralytics has opt-in restricted loading (``ULTRALYTICS_SAFE_LOAD``, 8.4 on)."""
+    import ultralytics.utils
+
+    return hasattr(ultralytics.utils, "SAFE_LOAD")
+
+
+SAFE_LOAD_CODE = """
+import sys, torch
+import ultralytics.utils
+from ultralytics import YOLO
+assert ultralytics.utils.SAFE_LOAD, "ULTRALYTICS_SAFE_LOAD did not reach Ultralytics"
+assert "ultralytics_prune_plugin" not in sys.modules, "the plugin was imported"
+for path in sys.argv[2:]:
+    model = YOLO(path).model.float().eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, int(sys.argv[1]), int(sys.argv[1])))
+    print(sum(p.numel() for p in model.parameters()))
+"""
+
+
+def safe_load_param_counts(*checkpoints, imgsz: int) -> List[int]:
+    """Load each checkpoint the way a deployer who trusts no pickle would: Ultralytics' restricted loading
+    (``ULTRALYTICS_SAFE_LOAD=1``: ``weights_only`` with Ultralytics' allow-list of its own classes), in one fresh
+    process with the plugin switched off, then run it on one blank image; return each model's parameter count."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    env = subprocess_env({"ULTRALYTICS_SAFE_LOAD": "1", "ULTRALYTICS_PRUNE_PLUGIN_DISABLE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", SAFE_LOAD_CODE, str(imgsz), *map(str, checkpoints)],
+        cwd=Path(checkpoints[0]).parent, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"restricted loading failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return [int(n) for n in proc.stdout.strip().splitlines()[-len(checkpoints):]]
+
+
+def raw_head_tensors(preds) -> List["torch.Tensor"]:
+    """The tensors of a detection head's raw (training-mode) output on any series: the per-level maps of 8.1-8.3, or
+    8.4's ``{"boxes", "scores", ...}`` dict (``"feats"``, the head's inputs, left out; end-to-end heads flattened)."""
+    import torch
+
+    if isinstance(preds, torch.Tensor):
+        return [preds]
+    if isinstance(preds, dict):
+        return [t for key, value in preds.items() if key != "feats" for t in raw_head_tensors(value)]
+    return [t for value in preds for t in raw_head_tensors(value)]
+
+
+def raw_head_level_channels(preds) -> List[int]:
+    """Channels per feature level of a detection head's raw output (box distribution + classes): the maps' widths on
+    8.1-8.3; on 8.4, whose dict holds every level flattened together, the box and class widths once per level."""
+    if isinstance(preds, dict):
+        branch = preds.get("one2many", preds)
+        return [branch["boxes"].shape[1] + branch["scores"].shape[1]] * len(branch["feats"])
+    return [o.shape[1] for o in preds]

@@ -20,6 +20,8 @@ import pytest
 import torch
 from ultralytics import YOLO
 
+from conftest import ultralytics_series
+
 from ultralytics_prune_plugin.data import make_dataset
 from ultralytics_prune_plugin.deploy.onnx import (
     _schedule,
@@ -114,7 +116,9 @@ def test_export_graph_has_ultralytics_names_and_static_shapes(exported):
     inputs, outputs = _io_shapes(exported)
     assert inputs == {"images": [1, 3, IMGSZ, IMGSZ]}
     assert outputs == {"output0": [1, 4 + NC, ANCHORS]}
-    assert onnx.load(str(exported)).opset_import[0].version == 17
+    # 8.1/8.2's opset guess fails on today's torch and the plugin's fix sets 17; 8.3 on choose their own (18 on 8.4.190)
+    opset = onnx.load(str(exported)).opset_import[0].version
+    assert opset == 17 if ultralytics_series() < (8, 3) else opset >= 17, opset
 
 
 def test_export_to_out_replaces_only_the_destination(checkpoint, tmp_path):

@@ -23,6 +23,8 @@ from conftest import FAST, YOLO, kill_between_epoch_saves, run_python, run_yolo,
 from run_checks import (
     assert_onnx_matches_pytorch,
     assert_sparsity_rows_match,
+    safe_load_param_counts,
+    ultralytics_has_safe_load,
     val_counts,
     val_metric,
     val_split_counts,
@@ -30,6 +32,7 @@ from run_checks import (
 
 IMGSZ = 64
 COMMON = (f"imgsz={IMGSZ}", "batch=16", "workers=0", "plots=False", *FAST)
+pytestmark = pytest.mark.core  # every series runs these flows for every family it ships
 
 
 def _families():
@@ -79,6 +82,10 @@ def test_sparse_training(family):
     run_yolo("sparse", f"model={family['best']}", f"data={family['data']}", "epochs=1", *COMMON, "name=sparse",
              cwd=family["work"])
     assert_sparsity_rows_match(family["work"] / "runs" / "detect" / "sparse", epochs=1, sr=0.01)  # the default sr
+    if ultralytics_has_safe_load():  # the sparse-trained checkpoint loads with restricted loading, without the plugin
+        last = family["work"] / "runs" / "detect" / "sparse" / "weights" / "last.pt"
+        counts = safe_load_param_counts(family["best"], last, imgsz=IMGSZ)
+        assert counts[1] == counts[0], counts
 
 
 def test_depgraph_prune_finetune_val_export(family):
@@ -96,6 +103,10 @@ def test_depgraph_prune_finetune_val_export(family):
         assert b"ultralytics_prune_plugin" not in _pickle_bytes(checkpoint), f"{checkpoint} needs the plugin to load"
     n_pruned = _params(pruned)
     assert n_pruned == report["final"]["params"]
+    if ultralytics_has_safe_load():  # every kind of checkpoint the run wrote loads without pickle code or the plugin
+        kinds = (pruned, run_dir / "weights" / "step_1.pt", *(run_dir / "step_1" / "weights").glob("*.pt"))
+        assert len(kinds) == 4, kinds  # pruned.pt, step_1.pt, the fine-tune's best.pt and last.pt
+        assert safe_load_param_counts(*kinds, imgsz=IMGSZ) == [n_pruned] * 4
 
     # a later fine-tune of the pruned model keeps its structure
     run_yolo("train", f"model={pruned}", f"data={data}", "epochs=1", *COMMON, "name=again", cwd=work)

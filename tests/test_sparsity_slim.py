@@ -19,6 +19,7 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import LOGGER
 
+from run_checks import raw_head_level_channels, raw_head_tensors
 from ultralytics_prune_plugin.data.synthetic import make_dataset
 from ultralytics_prune_plugin.nn.c2f_v2 import C2f_v2
 from ultralytics_prune_plugin.pruning.policy import prunable_batchnorms
@@ -234,7 +235,7 @@ def test_penalty_is_added_after_amp_unscaling():
     register_l1_penalty(optimizer, gammas, lambda: sr)
 
     outputs = model(torch.rand(2, 3, 64, 64))
-    loss = 1e-3 * sum(o.mean() for o in outputs)  # small enough that clip_grad_norm_(10) does not clip
+    loss = 1e-3 * sum(o.mean() for o in raw_head_tensors(outputs))  # small enough that clip_grad_norm_(10) does not clip
     scaler.scale(loss).backward()
     scaled = [g.grad.clone() for g in gammas]
     signs = [torch.sign(g.detach()) for g in gammas]
@@ -337,7 +338,7 @@ def test_slim_prune_half_reduces_macs_and_keeps_the_head(sparse_like_model):
     model.eval()
     assert model(x)[0].shape == (1, 4 + 80, 8**2 + 4**2 + 2**2)
     model.train()
-    assert [o.shape[1] for o in model(x)] == [64 + 80] * 3
+    assert raw_head_level_channels(model(x)) == [64 + 80] * 3
 
 
 def test_slim_prune_clamps_an_impossible_rate(sparse_like_model, tmp_path):
@@ -349,7 +350,7 @@ def test_slim_prune_clamps_an_impossible_rate(sparse_like_model, tmp_path):
     assert result.macs_after < result.macs_before
     x = torch.rand(1, 3, 64, 64)
     model.train()
-    assert [o.shape[1] for o in model(x)] == [64 + 80] * 3  # (updates the BatchNorm running statistics)
+    assert raw_head_level_channels(model(x)) == [64 + 80] * 3  # (updates the BatchNorm running statistics)
     model.eval()
     expected = model(x)[0]
     torch.save(model, tmp_path / "slim.pt")

@@ -18,6 +18,8 @@ from conftest import FAST, YOLO, kill_between_epoch_saves, run_python, run_yolo,
 from run_checks import (
     assert_onnx_matches_pytorch,
     assert_sparsity_rows_match,
+    safe_load_param_counts,
+    ultralytics_has_safe_load,
     val_all_rows,
     val_counts,
     val_metric,
@@ -80,6 +82,10 @@ def test_depgraph_prune_finetune_val_export(task_model):
     assert report["onnx"]["onnx_agrees"] is True
     pruned = run_dir / "weights" / "pruned.pt"
     assert _params(run_dir / "step_1" / "weights" / "best.pt") == _params(pruned) == report["final"]["params"]
+    if ultralytics_has_safe_load():  # every kind of checkpoint the run wrote loads without pickle code or the plugin
+        kinds = (pruned, run_dir / "weights" / "step_1.pt", *(run_dir / "step_1" / "weights").glob("*.pt"))
+        assert len(kinds) == 4, kinds  # pruned.pt, step_1.pt, the fine-tune's best.pt and last.pt
+        assert safe_load_param_counts(*kinds, imgsz=IMGSZ) == [report["final"]["params"]] * 4
     # `yolo val` gives the task's metric that the run reported for pruned.pt (validated there at the same batch), on
     # every image and object of the val split (the one-epoch models score near zero)
     val = run_yolo("val", f"model={pruned}", f"data={data}", f"imgsz={IMGSZ}", "batch=8", "workers=0", cwd=root)
@@ -94,6 +100,10 @@ def test_slim_prune_and_sparse_training(task_model):
     task, root, data = task_model["task"], task_model["root"], task_model["data"]
     run_yolo("sparse", f"model={task_model['best']}", f"data={data}", "epochs=1", *COMMON, "name=sparse", cwd=root)
     assert_sparsity_rows_match(root / "runs" / task / "sparse", epochs=1, sr=0.01)  # the default sr
+    if ultralytics_has_safe_load():  # the sparse-trained checkpoint loads with restricted loading, without the plugin
+        counts = safe_load_param_counts(task_model["best"], root / "runs" / task / "sparse" / "weights" / "last.pt",
+                                        imgsz=IMGSZ)
+        assert counts[1] == counts[0], counts
     run_yolo("prune", f"model={task_model['best']}", f"data={data}", "method=slim", "rate=0.5", "epochs=0",
              *COMMON, "name=slim", cwd=root)
     report = json.loads((root / "runs" / task / "slim" / "prune_report.json").read_text())
