@@ -10,8 +10,8 @@
 #               that CI tests the same 8.4.x every day; `pip install .` alone would resolve the newest 8.4.x
 #   .venv-8.N   Ultralytics 8.N installed first (the user's own), then the plugin, which must keep that version
 #
-# `make test` runs the whole suite on 8.1.47 (less LATEST_ONLY); on the latest 8.4 the core flows of every family and every task, 8.2-trained
-# checkpoints pruned there and pruned checkpoints loaded without the plugin; and the core YOLOv8 flows on 8.2 and 8.3.
+# `make test` runs the whole suite on the pinned latest 8.4 first (8.2-trained checkpoints pruned there included), then
+# the tests marked `core` (tests/conftest.py) on 8.1, 8.2 and 8.3: the flows of every family each series ships.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,19 +24,13 @@ PIN_8.3 := 8.3.253
 PIN_8.4 := 8.4.190
 SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name '*.py') \
 	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
-PYTEST := -m pytest -q -p no:cacheprovider --durations=10
-# On the latest series: the core flows of every family it ships, checkpoints of 8.2 (detect, obb) pruned, and pruned
-# checkpoints of every family loaded without the plugin, every task (YOLO11) through the CLI, and the accuracy recipe's
-# parts (distillation, importance and allocation, group sparse learning, MACs targets).
-LATEST_TESTS := test_series_flows.py test_cross_series.py test_stock_blocks.py test_tasks.py test_task_flows.py \
-	test_distillation.py test_importance.py test_group_sparse.py test_target_macs.py \
-	test_demo.py test_second_hour_runs.py test_second_hour_inputs.py test_second_hour_log.py test_review_bugs.py \
-	test_voc_tiles.py
-# A user's second hour on the latest series (issue 20's CLI flows): run there only, which keeps `make test` near its
-# time budget; the pure-logic and bug tests of the same files' neighbours run on 8.1 too.
-LATEST_ONLY := test_second_hour_runs.py test_second_hour_log.py
+PYTEST := -m pytest -q -p no:cacheprovider --durations=15
+# Two pytest workers, one file each at a time (module fixtures are built once), each on one thread: the tests are
+# many small processes that do not use a second core, and two jobs that each take every core slow each other.
+PARALLEL := OMP_NUM_THREADS=1
+XDIST := -n 2 --dist loadfile
 
-.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 bench clean
+.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench clean
 
 install: $(VENV)/.installed
 
@@ -72,17 +66,19 @@ $(VENV)/.installed: $(SOURCES) $(TORCH_ENV)/.installed
 demo: install
 	$(BIN)/python -m ultralytics_prune_plugin.demo
 
-test: test-8.1 test-latest test-8.2 test-8.3
+test: test-latest test-8.1 test-8.2 test-8.3
 
-test-8.1: .venv-8.1/.installed
-	cd tests && ../.venv-8.1/bin/python $(PYTEST) . $(addprefix --ignore=,$(LATEST_ONLY))
-
+# The whole suite on the pinned latest release, with checkpoints trained by 8.2 (tests/test_cross_series.py).
 test-latest: install .venv-8.2/.installed
-	cd tests && CROSS_SERIES_YOLO=$(CURDIR)/.venv-8.2/bin/yolo ../$(BIN)/python $(PYTEST) $(LATEST_TESTS)
+	cd tests && $(PARALLEL) CROSS_SERIES_YOLO=$(CURDIR)/.venv-8.2/bin/yolo ../$(BIN)/python $(PYTEST) $(XDIST) .
 
-test-8.2 test-8.3: test-%: .venv-%/.installed
-	cd tests && ../.venv-$*/bin/python $(PYTEST) test_series_flows.py \
-		-k "yolov8 or supported"
+# The older series: the tests marked `core` (the flows of every family the series ships, activation, multi-GPU rebuild).
+test-8.1 test-8.2 test-8.3: test-%: .venv-%/.installed
+	cd tests && $(PARALLEL) ../.venv-$*/bin/python $(PYTEST) $(XDIST) -m core .
+
+# Ultralytics' own DDP launcher with 2 CPU ranks over gloo (also part of test-latest).
+test-ddp: install
+	cd tests && ../$(BIN)/python $(PYTEST) -m ddp .
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -56,6 +56,7 @@ def test_val_predict_export_on_best(trained, dataset, workdir):
     assert_onnx_matches_pytorch(best, best.with_suffix(".onnx"), IMGSZ)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize(
     "arg, words",
     [
@@ -105,6 +106,7 @@ def test_cfg_file_with_plugin_keys(workdir, tmp_path):
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("ERROR ❌ 'rate=2")
 
 
+@pytest.mark.core
 def test_help_and_cfg_show_plugin_keys(workdir):
     helped = run_yolo("help", cwd=workdir)
     text = helped.stdout + helped.stderr
@@ -114,6 +116,7 @@ def test_help_and_cfg_show_plugin_keys(workdir):
     assert "iterative_steps: 16 # (int)" in text and "lr0: 0.01" in text
 
 
+@pytest.mark.core
 def test_active_in_fresh_python_without_import(workdir):
     code = (
         "import sys; import ultralytics.cfg as c; "
@@ -136,6 +139,7 @@ def test_explicit_import_is_idempotent(workdir):
     assert run_python(code, cwd=workdir).stdout.split() == ["True", "True", "1"]
 
 
+@pytest.mark.core
 def test_environment_variable_switches_it_off(workdir):
     code = "import ultralytics_prune_plugin as p, ultralytics.cfg as c; print(p.is_active(), 'prune' in c.MODES)"
     assert run_python(code, cwd=workdir, env=DISABLE).stdout.split() == ["False", "False"]
@@ -144,6 +148,7 @@ def test_environment_variable_switches_it_off(workdir):
     assert proc.returncode != 0 and "prune" in out and "is not a valid YOLO argument" in out
 
 
+@pytest.mark.core
 def test_untested_ultralytics_version_changes_nothing():
     from ultralytics_prune_plugin.adapters import adapter_for
 
@@ -152,6 +157,7 @@ def test_untested_ultralytics_version_changes_nothing():
     assert adapter_for("8.5.0") is None and adapter_for("8.0.200") is None and adapter_for("9.0.0") is None
 
 
+@pytest.mark.core
 def test_fork_patch_applies_to_installed_ultralytics(tmp_path):
     """patches/ holds the route for forks: it must apply cleanly to the installed Ultralytics sources."""
     source = Path(ultralytics.__file__).parent
