@@ -46,11 +46,10 @@ def _shipped(name: str) -> bool:
 
 
 def _models():
-    """The task model yamls to test on this series: YOLOv8 on 8.1-8.2, YOLO11 (and YOLO26 where shipped) after."""
-    if SERIES < (8, 3):
-        names = [f"yolov8n-{t}.yaml" for t in TASK_OF]
-    else:
-        names = [f"yolo11n-{t}.yaml" for t in TASK_OF] + [f"yolo26n-{t}.yaml" for t in ("seg", "pose", "obb")]
+    """The task model yamls to test on this series: YOLOv8 on every series, YOLO11 and YOLO26 where shipped."""
+    names = [f"yolov8n-{t}.yaml" for t in TASK_OF]
+    if SERIES >= (8, 3):
+        names += [f"yolo11n-{t}.yaml" for t in TASK_OF] + [f"yolo26n-{t}.yaml" for t in ("seg", "pose", "obb")]
     return [pytest.param(n, marks=pytest.mark.skipif(not _shipped(n), reason=f"{n} not shipped")) for n in names]
 
 
@@ -59,7 +58,8 @@ MODELS = _models()
 FAMILY = "yolov8n" if SERIES < (8, 3) else "yolo11n"
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+# In process and cheap: every series checks the task heads of every family it ships (core).
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.core]
 
 
 def build(name: str, kpt_shape=None) -> nn.Module:
