@@ -75,7 +75,7 @@ BROKEN_IMPORTS = [
     ("deploy/onnx.py", "from ultralytics_prune_plugin.engine import tasks", LAYERS),
     ("pruning/slim.py", "from ultralytics_prune_plugin.distill import losses", LAYERS),  # independent siblings
     ("engine/run_config.py", "from ultralytics_prune_plugin.engine import evaluation", ACYCLIC),  # the old circle
-    ("adapters/ultralytics_8_4.py", "from ultralytics_prune_plugin.adapters import ultralytics_8_3", SERIES),
+    ("adapters/ultralytics_8_3_8_4.py", "from ultralytics_prune_plugin.adapters import ultralytics_8_1_8_2", SERIES),
     ("config.py", "import _ultralytics_prune_plugin_startup", STARTUP),
 ]
 

@@ -1,8 +1,8 @@
-"""One adapter per Ultralytics series: the bottom layer of the plugin, which imports nothing else of it.
+"""The Ultralytics series adapters: the bottom layer of the plugin, which imports nothing else of it.
 
-Each series module (``ultralytics_8_1`` ... ``ultralytics_8_4``) has ``supports(version)``, ``apply()`` (its
-compatibility fixes, :mod:`.compat`) and the few internals the rest of the plugin needs, under one name for every
-series: ``load_yaml``, ``unwrap_model``, ``load_weights`` and ``after_cfg_print``. The rest of the plugin reaches
+Series that name Ultralytics' internals alike and need the same fixes share one adapter (``ultralytics_8_1_8_2``,
+``ultralytics_8_3_8_4``). Each has ``supports(version)``, ``apply()`` (its compatibility fixes, :mod:`.compat`) and
+the few internals the rest of the plugin needs, under one name for every series: ``load_yaml``, ``unwrap_model``, ``load_weights`` and ``after_cfg_print``. The rest of the plugin reaches
 them through :func:`internals`; the registration every series shares is
 :mod:`ultralytics_prune_plugin.integration.registration`, which ``activate()`` runs after ``apply()``. Every change
 to Ultralytics goes through :mod:`.patching`. Supporting a new series means adding a module here and naming it in
@@ -15,7 +15,7 @@ import importlib
 from types import ModuleType
 from typing import Optional
 
-SERIES_MODULES = ("ultralytics_8_1", "ultralytics_8_2", "ultralytics_8_3", "ultralytics_8_4")
+SERIES_MODULES = ("ultralytics_8_1_8_2", "ultralytics_8_3_8_4")
 SUPPORTED_RANGE = ">=8.1.0,<8.5"  # keep in step with setup.py's install_requires
 
 

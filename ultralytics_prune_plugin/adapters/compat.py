@@ -31,17 +31,6 @@ class ModuleProxy(ModuleType):
         return getattr(self.__dict__["_wrapped_module"], name)
 
 
-def version_tuple(version: str) -> tuple:
-    """Return the leading numeric parts of a version string, e.g. '2.14.1+cpu' -> (2, 14, 1)."""
-    parts = []
-    for part in version.split("+")[0].split("."):
-        digits = "".join(c for c in part if c.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
 def fix_torch_load(modules: Iterable[ModuleType]) -> None:
     """torch >= 2.6 loads with ``weights_only=True``: let these Ultralytics modules unpickle model objects again.
 
@@ -50,7 +39,9 @@ def fix_torch_load(modules: Iterable[ModuleType]) -> None:
     """
     import torch
 
-    if version_tuple(torch.__version__) < (2, 6):
+    from ultralytics.utils.checks import check_version
+
+    if not check_version(torch.__version__, ">=2.6.0"):
         return
 
     @functools.wraps(torch.load)
@@ -97,7 +88,3 @@ def fix_onnx_export(exporter: ModuleType) -> None:
     if too_low:
         patch_attr(exporter, "get_latest_opset", lambda: ONNX_DEFAULT_OPSET)
 
-
-def in_series(version: str, series: str) -> bool:
-    """Return True when the Ultralytics ``version`` (e.g. '8.4.190') belongs to ``series`` (e.g. '8.4')."""
-    return version.split(".")[:2] == series.split(".")

@@ -107,7 +107,11 @@ def read_report(run_dir: Path, what: str) -> Dict[str, Any]:
 
 
 def _latest_run(given: Dict[str, Any]) -> Tuple[Path, Dict[str, Any]]:
-    """The newest unfinished prune run under ``project`` whose arguments agree with ``given``."""
+    """The newest unfinished prune run under ``project`` whose arguments agree with ``given``.
+
+    Ultralytics' ``get_latest_run`` returns the newest ``last*.pt`` of any run; a prune run is found by its report,
+    must still be unfinished and must have been started with the same arguments, so the search is the plugin's own.
+    """
     from ultralytics.utils import ROOT, RUNS_DIR, TESTS_RUNNING
 
     runs = ROOT.parent / "tests/tmp/runs" if TESTS_RUNNING else RUNS_DIR

@@ -16,6 +16,7 @@ The model's training flags, ``args`` and cached criterion are restored afterward
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from ultralytics_prune_plugin.nn.structure import forget_cached_state
 
@@ -105,30 +107,20 @@ class TrainingBatches:
     @torch.no_grad()
     def recalibrate_batchnorm(self, model: nn.Module, batches: int = RECALIBRATION_BATCHES) -> None:
         """Re-estimate the running mean and variance of every BatchNorm of ``model`` on ``batches`` augmented
-        training batches (a plain average over them); no weight changes."""
+        training batches (a plain average over them, torch's ``update_bn``); no weight changes."""
         rng = _RandomState(self.overrides.get("seed", 0))  # the same augmented batches every time
         flags = {m: m.training for m in model.modules()}
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in norms]
         try:
             trainer = self.trainer()  # building it seeds the generators too
             rng.seed()
             trainer.model = model
             train = getattr(trainer, "trainset", None) or trainer.data["train"]
             loader = trainer.get_dataloader(train, batch_size=trainer.args.batch, rank=-1, mode="train")
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the batches
-            model.train()
-            for i, batch in enumerate(loader):
-                if i == batches:
-                    break
-                model(trainer.preprocess_batch(batch)["img"])
+            images = (trainer.preprocess_batch(batch)["img"] for batch in itertools.islice(loader, batches))
+            update_bn(images, model)
         finally:
             rng.restore()
-            for m, momentum in zip(norms, momenta):
-                m.momentum = momentum
-            for m, training in flags.items():
+            for m, training in flags.items():  # update_bn leaves every module in the model's mode; restore each one's
                 m.training = training
             forget_cached_state(model)
 

@@ -65,6 +65,8 @@ def unknown_key_lines(tokens: Iterable[str], known: Mapping[str, Any], bare_word
         if key in known or key in seen:
             continue
         seen.add(key)
+        # Ultralytics' check_dict_alignment matches alike but raises one multi-line SyntaxError for all keys, with
+        # its help text; the plugin's modes need one line per key and no traceback
         matches = [f"{k}={known[k]}" if known.get(k) is not None else k for k in get_close_matches(key, list(known))]
         hint = f" Similar arguments are i.e. {matches}." if matches else " See all keys with 'yolo cfg'."
         lines.append(f"'{key}' is not a valid YOLO argument.{hint}")

@@ -81,7 +81,12 @@ def prunable_gammas(model: nn.Module) -> List[nn.Parameter]:
 
 @torch.no_grad()
 def add_l1_subgradient(params: Sequence[nn.Parameter], sr: float) -> None:
-    """Add ``sr * sign(p)`` to the gradient of each parameter that has one (frozen or unused ones are skipped)."""
+    """Add ``sr * sign(p)`` to the gradient of each parameter that has one (frozen or unused ones are skipped).
+
+    torch-pruning's ``BNScalePruner.regularize`` adds the same term, but to every BatchNorm not in its ignore list, and
+    needs a pruner (a traced dependency graph) per model; here the term goes to exactly the γ that pruning may cut
+    (``prunable_gammas``, the same policy as the pruners), from an optimizer hook, with no graph to build per rank.
+    """
     if sr == 0:
         return
     for p in params:

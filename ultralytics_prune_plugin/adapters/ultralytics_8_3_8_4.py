@@ -1,4 +1,8 @@
-"""Ultralytics internals as the 8.3 and 8.4 series name them (shared by their two adapters)."""
+"""Adapter for Ultralytics 8.3.x and 8.4.x: their internals' names (the two series name them alike).
+
+These series load checkpoints with ``weights_only=False`` itself, integrates with ``np.trapezoid`` on numpy 2 and
+exports ONNX with the TorchScript exporter, so they need no compatibility fix on today's stack.
+"""
 
 from __future__ import annotations
 
@@ -43,3 +47,20 @@ def after_cfg_print(extra: Callable[[str], None]) -> None:
             extra(yaml_file)
 
     patch_attr(cfg, "YAML", PluginYAML)  # only the name the CLI module looks up; Ultralytics' class itself is unchanged
+
+
+__all__ = ("VERSIONS", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model")
+
+VERSIONS = ">=8.3.0,<8.5.0"
+
+
+def supports(version: str) -> bool:
+    """Return True for Ultralytics versions of the 8.3 and 8.4 series."""
+    from ultralytics.utils.checks import check_version
+
+    return check_version(version, VERSIONS)
+
+
+def apply() -> None:
+    """Apply the compatibility fixes: none for these series. Called once per process by ``activate()``, which then
+    registers the plugin."""
