@@ -30,7 +30,7 @@ PYTEST := -m pytest -q -p no:cacheprovider --durations=15
 PARALLEL := OMP_NUM_THREADS=1
 XDIST := -n 2 --dist loadfile
 
-.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench clean
+.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench bench-real clean
 
 install: $(VENV)/.installed
 
@@ -84,6 +84,15 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/equal_macs.py
 	$(BIN)/python benchmarks/head_speed.py
+
+# Real photographs (benchmarks/real_*.py), from nothing: fetch the deepforest wheel and tile its photographs, train
+# the inputs from yaml to convergence (hours each on 2 cores; resumable), prune them, and write
+# benchmarks/results_real.md with its plots and the side-by-side example image.
+bench-real: install
+	$(BIN)/python benchmarks/real_data.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_inputs.py yolov8n yolo11n yolov8s yolo11s
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --models yolov8n yolo11n
+	$(BIN)/python benchmarks/real_images.py
 
 clean:
 	rm -rf $(VENV) .venv-8.* $(TORCH_ENV) build *.egg-info

@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import real_data  # noqa: E402
 import real_inputs  # noqa: E402
+import real_report  # noqa: E402
 from yolo_cli import run_logged  # noqa: E402
 
 COMMON = ["imgsz=320", "batch=8", "workers=1", "seed=0", "deterministic=False", "plots=False"]
@@ -223,6 +224,7 @@ def main(argv=None) -> Dict[str, Any]:
         record["latency_ms"] = _latency(files, root / "latency")
         record["latency_threads"] = "ONNX Runtime default"
         save()
+    real_report.write(record, out_json.with_suffix(""))
     return record
 
 

@@ -1,0 +1,189 @@
+"""Tables and plots of the real-data benchmark, from the record that :mod:`real_prune` keeps (``results_real.json``).
+
+Writes ``<out>.md`` beside the record: the converged inputs, the continuations (the collapse check), the default
+recipe against its input and its control, and prune-big-or-train-small at equal MACs and at equal measured latency;
+and two plots, mAP50-95 against GMACs and against ONNX Runtime latency, with the unpruned inputs (the stock ``n`` and
+``s`` models trained here) as reference points.
+
+Usage::
+
+    python benchmarks/real_report.py                       # benchmarks/results_real.json -> results_real.md, plots
+    python benchmarks/real_report.py --record OTHER.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pct(part: Optional[float], whole: Optional[float]) -> str:
+    return f"{part / whole:.1%}" if part is not None and whole else "–"
+
+
+def _num(value: Optional[float], digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if value is not None else "–"
+
+
+def _gmacs(macs: Optional[float]) -> str:
+    return f"{macs / 1e9:.2f}" if macs else "–"
+
+
+def _inputs_table(record: Dict[str, Any]) -> List[str]:
+    lines = ["| model | epochs trained | best mAP50-95 | training wall time | ONNX Runtime latency |", "|---|---|---|---|---|"]
+    latency = record.get("latency_ms", {})
+    for model, info in record.get("inputs", {}).items():
+        lines.append(f"| {model} | {info.get('epochs')} | {_num(info.get('best_map50_95'))} | "
+                     f"{info.get('wall_s', 0) / 3600:.1f} h | {_num(latency.get(model), 1)} ms |")
+    return lines
+
+
+def _continue_table(record: Dict[str, Any]) -> List[str]:
+    lines = []
+    for model, runs in record.get("continue", {}).items():
+        start = record.get("inputs", {}).get(model, {}).get("best_map50_95")
+        lines += [f"{model}, input mAP50-95 {_num(start)}:", "",
+                  "| continuation | what it changes | mAP50-95 per epoch | lowest / input |", "|---|---|---|---|"]
+        for name, row in runs.items():
+            maps = row.get("epoch_map50_95", [])
+            lines.append(f"| {name} | {row.get('what', '')} | {' '.join(f'{m:.3f}' for m in maps)} | "
+                         f"{_pct(min(maps) if maps else None, start)} |")
+        lines.append("")
+    return lines
+
+
+def _recipe_table(record: Dict[str, Any]) -> List[str]:
+    lines = ["| model | recipe | target MACs | MACs cut | fine-tune epochs | input → pruned mAP50-95 | kept of input | "
+             "control (same epochs, unpruned) | kept of control | speed-up (ORT) | wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    latency = record.get("latency_ms", {})
+    for row in record.get("recipe", []):
+        label = f"{row['recipe']}_{row['model']}_{row['target']}"
+        speed = latency.get(row["model"], 0) / latency[label] if latency.get(label) else None
+        lines.append(
+            f"| {row['model']} | {row['recipe']} | {row['target']} | {row['macs_before'] / row['macs_after']:.2f}× | "
+            f"{row['budget_epochs']} | {_num(row['input_map50_95'])} → {_num(row['map50_95'])} | "
+            f"{_pct(row['map50_95'], row['input_map50_95'])} | {_num(row.get('control_map50_95'))} | "
+            f"{_pct(row['map50_95'], row.get('control_map50_95'))} | {_num(speed, 2) + '×' if speed else '–'} | "
+            f"{row['wall_s'] / 60:.0f} min |")
+    return lines
+
+
+def _bigsmall_table(record: Dict[str, Any]) -> List[str]:
+    lines = ["| pruned big model | GMACs | mAP50-95 | latency | total epochs | trained small model | GMACs | "
+             "mAP50-95 | latency | epochs | higher mAP50-95 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    latency = record.get("latency_ms", {})
+    for row in record.get("bigsmall", []):
+        label = f"{row['recipe']}_{row['big']}_to_{row['small']}"
+        big_wins = row["map50_95"] > row["small_map50_95"]
+        lines.append(
+            f"| {row['big']} → pruned ({row['recipe']}) | {_gmacs(row['macs_after'])} | {_num(row['map50_95'])} | "
+            f"{_num(latency.get(label), 1)} ms | {row['big_epochs']} + {row['budget_epochs']} | {row['small']} | "
+            f"{_gmacs(row['small_macs'])} | {_num(row['small_map50_95'])} | {_num(latency.get(row['small']), 1)} ms | "
+            f"{row['small_epochs']} | {'pruned ' + row['big'] if big_wins else row['small']} |")
+    return lines
+
+
+def plot(record: Dict[str, Any], out: Path) -> List[Path]:
+    """mAP50-95 against GMACs and against ONNX Runtime latency: inputs as reference points, pruned models as arrows
+    from their input. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # a script of its own: no user backend to keep
+    import matplotlib.pyplot as plt
+
+    latency = record.get("latency_ms", {})
+    inputs = record.get("inputs", {})
+    macs = {m: info.get("gmacs") for m, info in inputs.items()}
+    points = []  # (label, input label, gmacs, latency, map)
+    for row in record.get("recipe", []):
+        points.append((f"{row['model']} pruned to {row['target']}", row["model"], row["macs_after"] / 1e9,
+                       latency.get(f"{row['recipe']}_{row['model']}_{row['target']}"), row["map50_95"]))
+        macs.setdefault(row["model"], row["macs_before"] / 1e9)
+    for row in record.get("bigsmall", []):
+        points.append((f"{row['big']} pruned to {row['small']}'s MACs", row["big"], row["macs_after"] / 1e9,
+                       latency.get(f"{row['recipe']}_{row['big']}_to_{row['small']}"), row["map50_95"]))
+        macs.setdefault(row["big"], row["macs_before"] / 1e9)
+        macs.setdefault(row["small"], row["small_macs"] / 1e9)
+    written = []
+    for axis, name in (("gmacs", "map_vs_gmacs"), ("latency", "map_vs_latency")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for model, info in inputs.items():
+            x = macs.get(model) if axis == "gmacs" else latency.get(model)
+            if x:
+                ax.scatter([x], [info["best_map50_95"]], marker="s", color="black")
+                ax.annotate(f"{model} (trained here)", (x, info["best_map50_95"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=8)
+        for label, source, gmacs, ms, value in points:
+            x = gmacs if axis == "gmacs" else ms
+            x0 = macs.get(source) if axis == "gmacs" else latency.get(source)
+            if not x:
+                continue
+            ax.scatter([x], [value], color="tab:blue")
+            ax.annotate(label, (x, value), textcoords="offset points", xytext=(4, -10), fontsize=8)
+            if x0 and source in inputs:
+                ax.annotate("", (x, value), (x0, inputs[source]["best_map50_95"]),
+                            arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.5})
+        ax.set_xlabel("GMACs at 320 px" if axis == "gmacs" else "ONNX Runtime latency, batch 1, 320 px (ms)")
+        ax.set_ylabel("mAP50-95 (val tiles)")
+        ax.set_title("Tree crowns (real photographs): pruned models against models trained here")
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.2, y=0.1)  # room for the labels of the outermost points
+        fig.tight_layout()
+        path = out.parent / f"{out.name}_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(record: Dict[str, Any], out: Path) -> Path:
+    """Write ``<out>.md`` and the plots; return the markdown file."""
+    machine = record.get("machine", {})
+    lines = [
+        "# Real photographs: tree crowns (NEON orthophotos from the deepforest wheel)",
+        "",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, flags: {machine.get('flags', '?')}; "
+        f"{record.get('versions', '')}; OMP_NUM_THREADS={record.get('threads')}; updated {record.get('updated')}.",
+        "Inputs trained here from `*.yaml` (no pretrained weights can be downloaded); latency: ONNX Runtime CPU, "
+        f"batch 1, 320 px, {record.get('latency_threads', 'default threads')}, every file timed in one process.",
+        "",
+        "## Converged inputs",
+        "",
+        *_inputs_table(record),
+        "",
+        "## Continuing the input without pruning (does a fine-tune start by collapsing?)",
+        "",
+        *_continue_table(record),
+        "## The default recipe against its input and its control",
+        "",
+        *_recipe_table(record),
+        "",
+        "## Prune big or train small",
+        "",
+        *_bigsmall_table(record),
+        "",
+    ]
+    for path in plot(record, out):
+        lines.append(f"![{path.stem}]({path.name})")
+    md = out.parent / f"{out.name}.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", type=Path, default=HERE / "results_real.json")
+    args = parser.parse_args(argv)
+    record = json.loads(args.record.read_text())
+    md = write(record, args.record.with_suffix(""))
+    print(f"written {md}")
+    return md
+
+
+if __name__ == "__main__":
+    main()
