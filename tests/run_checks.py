@@ -81,9 +81,8 @@ def assert_onnx_matches_pytorch(checkpoint, onnx_file, imgsz: int, rtol: float =
     assert np.isfinite(torch_out).all(), torch_out
     if torch_out.ndim > 2:  # boxes in pixels and scores (a classifier's few probabilities may all be near 1 / nc)
         assert torch_out.std() > 1e-3, torch_out  # a constant output would prove nothing
-    # float32 rounding grows with each output row's magnitude (YOLO11 on 8.3: -2.32 against -2.28 in a row reaching 144;
-    # obb: 0.0846 against 0.0868): a box coordinate near 0 comes from subtracting values of
-    # the image's size (obb's 0.0846 against 0.0868 at 64 px), so the absolute tolerance follows the row's scale.
+    # float32 rounding grows with each output row's magnitude (YOLO11 on 8.3: -2.32 against -2.28 in a row reaching
+    # 144; obb at 64 px: 0.0846 against 0.0868), so the absolute tolerance follows the row's scale.
     rows = (torch_out.reshape(-1, torch_out.shape[-1]), ort_out.reshape(-1, torch_out.shape[-1]))
     for i, (expected, actual) in enumerate(zip(*rows)) if torch_out.ndim > 2 else [(0, (torch_out, ort_out))]:
         row_atol = max(atol, 5e-4 * float(np.abs(expected).max()))
@@ -201,3 +200,15 @@ def raw_head_level_channels(preds) -> List[int]:
         branch = preds.get("one2many", preds)
         return [branch["boxes"].shape[1] + branch["scores"].shape[1]] * len(branch["feats"])
     return [o.shape[1] for o in preds]
+
+
+def assert_run_checkpoints_load_safely(run_dir, params: int, imgsz: int) -> None:
+    """Every kind of checkpoint a one-step prune run wrote (``pruned.pt``, ``step_1.pt``, the fine-tune's ``best.pt``
+    and ``last.pt``) loads with restricted loading and without the plugin, with ``params`` parameters (8.4 on)."""
+    if not ultralytics_has_safe_load():
+        return
+    run_dir = Path(run_dir)
+    kinds = (run_dir / "weights" / "pruned.pt", run_dir / "weights" / "step_1.pt",
+             *sorted((run_dir / "step_1" / "weights").glob("*.pt")))
+    assert len(kinds) == 4, kinds
+    assert safe_load_param_counts(*kinds, imgsz=imgsz) == [params] * 4

@@ -22,6 +22,7 @@ import pytest
 from conftest import FAST, YOLO, kill_between_epoch_saves, run_python, run_yolo, subprocess_env, ultralytics_series
 from run_checks import (
     assert_onnx_matches_pytorch,
+    assert_run_checkpoints_load_safely,
     assert_sparsity_rows_match,
     safe_load_param_counts,
     ultralytics_has_safe_load,
@@ -103,10 +104,7 @@ def test_depgraph_prune_finetune_val_export(family):
         assert b"ultralytics_prune_plugin" not in _pickle_bytes(checkpoint), f"{checkpoint} needs the plugin to load"
     n_pruned = _params(pruned)
     assert n_pruned == report["final"]["params"]
-    if ultralytics_has_safe_load():  # every kind of checkpoint the run wrote loads without pickle code or the plugin
-        kinds = (pruned, run_dir / "weights" / "step_1.pt", *(run_dir / "step_1" / "weights").glob("*.pt"))
-        assert len(kinds) == 4, kinds  # pruned.pt, step_1.pt, the fine-tune's best.pt and last.pt
-        assert safe_load_param_counts(*kinds, imgsz=IMGSZ) == [n_pruned] * 4
+    assert_run_checkpoints_load_safely(run_dir, n_pruned, IMGSZ)  # without pickle code or the plugin
 
     # a later fine-tune of the pruned model keeps its structure
     run_yolo("train", f"model={pruned}", f"data={data}", "epochs=1", *COMMON, "name=again", cwd=work)

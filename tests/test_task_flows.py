@@ -17,6 +17,7 @@ import pytest
 from conftest import FAST, YOLO, kill_between_epoch_saves, run_python, run_yolo, ultralytics_series
 from run_checks import (
     assert_onnx_matches_pytorch,
+    assert_run_checkpoints_load_safely,
     assert_sparsity_rows_match,
     safe_load_param_counts,
     ultralytics_has_safe_load,
@@ -82,10 +83,7 @@ def test_depgraph_prune_finetune_val_export(task_model):
     assert report["onnx"]["onnx_agrees"] is True
     pruned = run_dir / "weights" / "pruned.pt"
     assert _params(run_dir / "step_1" / "weights" / "best.pt") == _params(pruned) == report["final"]["params"]
-    if ultralytics_has_safe_load():  # every kind of checkpoint the run wrote loads without pickle code or the plugin
-        kinds = (pruned, run_dir / "weights" / "step_1.pt", *(run_dir / "step_1" / "weights").glob("*.pt"))
-        assert len(kinds) == 4, kinds  # pruned.pt, step_1.pt, the fine-tune's best.pt and last.pt
-        assert safe_load_param_counts(*kinds, imgsz=IMGSZ) == [report["final"]["params"]] * 4
+    assert_run_checkpoints_load_safely(run_dir, report["final"]["params"], IMGSZ)  # without pickle code or the plugin
     # `yolo val` gives the task's metric that the run reported for pruned.pt (validated there at the same batch), on
     # every image and object of the val split (the one-epoch models score near zero)
     val = run_yolo("val", f"model={pruned}", f"data={data}", f"imgsz={IMGSZ}", "batch=8", "workers=0", cwd=root)
