@@ -178,7 +178,15 @@ def test_installed_series_is_supported():
     assert ultralytics_prune_plugin.is_active()
     major, minor = ultralytics_series()
     assert internals().supports(ultralytics.__version__)
-    assert not internals().supports(f"{major}.{minor + 1}.0") and not internals().supports(f"{major}.{minor - 1}.99")
+    # the adapters split the supported series between them: every supported minor has exactly one, nothing outside has one
+    from ultralytics_prune_plugin.adapters import ultralytics_8_1_8_2, ultralytics_8_3_8_4
+
+    adapters = (ultralytics_8_1_8_2, ultralytics_8_3_8_4)
+    for version in ("8.1.0", "8.1.47", "8.2.103", "8.3.0", "8.3.99", "8.4.0", "8.4.190"):
+        assert sum(a.supports(version) for a in adapters) == 1, version
+    for version in ("8.0.99", "8.5.0", "9.0.0"):
+        assert not any(a.supports(version) for a in adapters), version
+    assert internals() is next(a for a in adapters if a.supports(f"{major}.{minor}.0"))
     # the stack installed together: every requirement of setup.py is installed, in the range setup.py declares
     assert unmet_requirements(install_requires()) == []
 
