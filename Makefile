@@ -24,7 +24,7 @@ PIN_8.3 := 8.3.253
 PIN_8.4 := 8.4.190
 SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name '*.py') \
 	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
-PYTEST := -m pytest -q -p no:cacheprovider --durations=15
+PYTEST := -m pytest -q -p no:cacheprovider --durations=40
 # Two pytest workers, one file each at a time (module fixtures are built once), each on one thread: the tests are
 # many small processes that do not use a second core, and two jobs that each take every core slow each other.
 PARALLEL := OMP_NUM_THREADS=1
