@@ -50,7 +50,7 @@ $(TORCH_ENV)/.installed:
 
 $(VENV)/.installed: $(SOURCES) $(TORCH_ENV)/.installed
 	$(call new_env,$(VENV))
-	$(BIN)/python -m pip install --quiet ".[test]" "ultralytics==$(PIN_8.4)"
+	$(BIN)/python -m pip install --quiet ".[test,openvino]" "ultralytics==$(PIN_8.4)"
 	$(BIN)/python -c "import ultralytics as u, sys; sys.exit(0 if u.__version__ == '$(PIN_8.4)' else \
 		f'expected ultralytics $(PIN_8.4), found {u.__version__}')"
 	touch $@

@@ -20,6 +20,8 @@ import yaml
 METHODS = ("depgraph", "slim")
 SPARSE_METHODS = ("group",)  # methods of sparse training only: `yolo sparse method=group`
 IMPORTANCES = ("l2", "l1", "lamp", "taylor", "bn", "random")
+EXPORT_FORMATS = ("onnx", "openvino")  # formats= of `yolo prune`: what Ultralytics' exporter writes for the run
+RUNTIME_NAMES = ("onnxruntime", "openvino", "tensorrt")  # runtime= of `yolo prune`: what times the ONNX artefacts
 
 
 class PluginArgumentError(ValueError):
@@ -63,7 +65,7 @@ def plugin_docs() -> Dict[str, str]:
 class _Rule:
     """How one key is checked: the converter for its type and the condition on its value."""
 
-    kind: str  # 'float', 'int', 'bool', 'choice', 'str', 'layer_rates' ({index: rate}) or 'layers' ([index, ...])
+    kind: str  # 'float', 'int', 'bool', 'choice', 'str', 'formats' ('a,b'), 'layer_rates' ({index: rate}), 'layers' ([index, ...])
     allowed: str  # the allowed values, as the error message words them
     check: Callable[[Any], bool] = lambda v: True
     optional: bool = False  # None (an empty YAML value or 'key=None') is allowed
@@ -105,7 +107,25 @@ _RULES: Dict[str, _Rule] = {
     "sr": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
     "sr_final": _Rule("float", "a number >= 0, or None", lambda v: v >= 0.0, optional=True),
     "fast_dfl": _Rule("bool", "True or False"),
+    "formats": _Rule(
+        "formats", "a comma-separated list of " + ", ".join(f"'{f}'" for f in EXPORT_FORMATS) + ", e.g. onnx,openvino",
+        lambda v: bool(v) and all(f in EXPORT_FORMATS for f in parse_formats(v)),
+    ),
+    "runtime": _Rule(
+        "choice", "one of " + ", ".join(f"'{r}'" for r in RUNTIME_NAMES), lambda v: v in RUNTIME_NAMES
+    ),
+    "threads": _Rule("int", "an integer >= 1, or None (the runtime's default)", lambda v: v >= 1, optional=True),
 }
+
+
+def parse_formats(value: Any) -> Tuple[str, ...]:
+    """``"onnx,openvino"`` (or a list) -> ``("onnx", "openvino")``: lower case, in order, each once."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    seen: list = []
+    for item in (str(i).strip().lower() for i in items):
+        if item and item not in seen:
+            seen.append(item)
+    return tuple(seen)
 
 
 def _convert(key: str, value: Any, rule: _Rule) -> Any:
@@ -119,6 +139,12 @@ def _convert(key: str, value: Any, rule: _Rule) -> Any:
         raise bad
     if rule.kind == "choice":
         return value.lower() if isinstance(value, str) else value
+    if rule.kind == "formats":
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return ",".join(parse_formats(value))
+        if isinstance(value, str):
+            return ",".join(parse_formats(value))
+        raise bad
     if rule.kind == "str":
         if isinstance(value, (str, Path)):
             return str(value)

@@ -61,13 +61,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from ultralytics_prune_plugin.deploy.latency import latency_summary as _summary  # noqa: F401 (kept importable)
+from ultralytics_prune_plugin.deploy.latency import schedule as _schedule  # noqa: F401 (kept importable)
+from ultralytics_prune_plugin.deploy.latency import time_models
+from ultralytics_prune_plugin.deploy.runtimes import session_options
 
 __all__ = ["export_onnx", "validate_onnx", "measure_latency", "onnx_file_mb", "session_options"]
 
@@ -320,37 +324,7 @@ def _check_input_size(path: Path, imgsz: int) -> None:
 
 
 # Latency --------------------------------------------------------------------------------------------------------------
-def session_options(threads: Optional[int] = None):
-    """Return the ``onnxruntime.SessionOptions`` that :func:`measure_latency` uses for every model.
-
-    * ``intra_op_num_threads = threads``: threads used inside one operator. When None, it stays 0, ONNX Runtime's
-      default, which is one thread per physical core.
-    * ``inter_op_num_threads = 1`` and ``execution_mode = ORT_SEQUENTIAL``: operators run one after another, the
-      usual setting for a single batch-1 stream.
-    * ``graph_optimization_level = ORT_ENABLE_ALL``: all graph optimisations (constant folding, node fusions,
-      layout changes), as a deployment would use them.
-    * ``session.intra_op.allow_spinning = "0"``: idle worker threads sleep instead of spinning, so that sessions
-      timed alternately in one process do not steal each other's cores (trap 9 of the module docstring).
-    * ``log_severity_level = 3``: errors only.
-
-    Args:
-        threads: Intra-op thread count (>= 1), or None for ONNX Runtime's default.
-
-    Returns:
-        The session options.
-    """
-    import onnxruntime as ort
-
-    if threads is not None:
-        _check_positive_int("threads", threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or 0)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return options
+# The timing itself is .latency.time_models (any runtime, interleaved); the ONNX Runtime options are .runtimes'.
 
 
 def measure_latency(
@@ -363,12 +337,9 @@ def measure_latency(
 ) -> Dict[str, Dict[str, float]]:
     """Time ONNX models at batch 1 on the CPU with ONNX Runtime, all in this process.
 
-    Every model gets a ``CPUExecutionProvider`` session with :func:`session_options` and the same fixed random
-    input (seed 0, uniform in [0, 1), shape ``(1, 3, imgsz, imgsz)``). After ``warmup`` untimed runs per model, each
-    model runs ``runs`` times; one run is one ``session.run`` call, timed with ``time.perf_counter``. With
-    ``alternate=True`` the models take turns, one run each per round, and the model that opens a round rotates, so
-    that slow drift of the machine (heat, other processes) hits all models alike; with ``alternate=False`` each model
-    runs all its runs in a row.
+    The ONNX Runtime case of :func:`~ultralytics_prune_plugin.deploy.latency.time_models`: every model gets a
+    ``CPUExecutionProvider`` session with :func:`session_options` and the same fixed random input; see there for the
+    schedule (``alternate``) and the summary.
 
     Args:
         onnx_paths: Label -> ONNX file, e.g. ``{"base": Path("base.onnx"), "pruned": Path("pruned.onnx")}``.
@@ -390,67 +361,13 @@ def measure_latency(
     _check_positive_int("imgsz", imgsz)
     _check_positive_int("runs", runs)
     _check_positive_int("warmup", warmup, minimum=0)
-    options = session_options(threads)
-    sessions = {label: _cpu_session(path, options) for label, path in onnx_paths.items()}
-    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    feeds = {label: _feed(label, session, image) for label, session in sessions.items()}
-    labels = list(sessions)
-    for label in _schedule(labels, warmup, alternate):
-        sessions[label].run(None, feeds[label])
-    times: Dict[str, List[float]] = {label: [] for label in labels}
-    for label in _schedule(labels, runs, alternate):
-        times[label].append(_time_run(sessions[label], feeds[label]))
-    return {label: _summary(ms) for label, ms in times.items()}
-
-
-def _cpu_session(path: PathLike, options):
-    """Open ``path`` in an ONNX Runtime session on the CPU execution provider only."""
-    import onnxruntime as ort
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    return ort.InferenceSession(str(path), sess_options=options, providers=[CPU_PROVIDER])
-
-
-def _feed(label: str, session, image: np.ndarray) -> Dict[str, np.ndarray]:
-    """Return the input feed of ``session`` for ``image``, checking that the model takes one input of that shape."""
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise ValueError(f"model {label!r} has {len(inputs)} inputs; expected one image input")
-    shape = inputs[0].shape
-    fits = len(shape) == image.ndim and all(not isinstance(d, int) or d == n for d, n in zip(shape, image.shape))
-    if not fits:
-        raise ValueError(f"model {label!r} takes input shape {shape}, not {list(image.shape)}; check imgsz")
-    return {inputs[0].name: image}
-
-
-def _schedule(labels: Sequence[str], count: int, alternate: bool) -> List[str]:
-    """Return the order of ``count`` runs per label: rotating rounds when alternating, else label by label."""
-    if not alternate:
-        return [label for label in labels for _ in range(count)]
-    n = len(labels)
-    return [labels[(i + r) % n] for r in range(count) for i in range(n)]
-
-
-def _time_run(session, feed: Dict[str, np.ndarray]) -> float:
-    """Run ``session`` once on ``feed`` and return the wall time in milliseconds."""
-    start = time.perf_counter()
-    session.run(None, feed)
-    return (time.perf_counter() - start) * 1e3
-
-
-def _summary(ms: Sequence[float]) -> Dict[str, float]:
-    """Return the median, 10th and 90th percentiles, minimum and count of run times in milliseconds."""
-    values = np.asarray(ms, dtype=np.float64)
-    p10, median, p90 = np.percentile(values, [10, 50, 90])
-    return {
-        "median_ms": float(median),
-        "p10_ms": float(p10),
-        "p90_ms": float(p90),
-        "min_ms": float(values.min()),
-        "runs": int(values.size),
-    }
+    if threads is not None:
+        _check_positive_int("threads", threads)
+    for path in onnx_paths.values():
+        if not Path(path).expanduser().is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+    models = {label: ("onnxruntime", path) for label, path in onnx_paths.items()}
+    return time_models(models, imgsz, runs=runs, warmup=warmup, threads=threads, alternate=alternate)
 
 
 # Size and helpers -----------------------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from ultralytics_prune_plugin.tasks import read_metrics
 # Keys that describe the prune run itself and are not passed on to the fine-tunes.
 # The folder of the run where the trainer that loads training batches writes its arguments; removed when the run ends.
 BATCHES_FOLDER = ".batches"
-RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", *plugin_keys()}
+# The precision of the run's artefacts (int8 / quantize) is not passed on either: 8.4 would train with QAT.
+RUN_ONLY_KEYS = {"mode", "model", "resume", "project", "name", "exist_ok", "save_dir", "cfg", "int8", "quantize",
+                 *plugin_keys()}
 
 
 class Evaluator:

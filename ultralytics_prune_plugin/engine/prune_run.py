@@ -14,6 +14,8 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
       weights/step_k_pruned.pt   step k's model before its fine-tune, the fine-tune's start (only when epochs > 0)
       weights/pruned.pt          the kept step's model: the result
       weights/pruned.onnx        the result exported with Ultralytics' exporter (also baseline.onnx, for timing)
+      weights/pruned_*           the other artefacts of formats= and int8= (pruned_openvino_model/, pruned_int8.onnx,
+                                 ...) and the stock references they are timed against (baseline_openvino_model/)
       step_k/                    step k's fine-tune: an ordinary Ultralytics training run (results.csv, plots)
       val/                       the validation runs behind every mAP in the report
       prune_steps.csv            one row per step
@@ -42,7 +44,8 @@ from torch import nn
 from ultralytics.cfg import get_save_dir
 from ultralytics.utils import LOGGER, colorstr
 
-from ultralytics_prune_plugin.deploy.deployment import deployment_record
+from ultralytics_prune_plugin.config import parse_formats
+from ultralytics_prune_plugin.deploy.deployment import artefact_records, deployment_record
 from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.evaluation import Evaluator
@@ -355,9 +358,12 @@ class PruneRun:
     # Record and finish ---------------------------------------------------------------------------------------------------
     def _write_record(self) -> None:
         """Write the step CSV, the JSON report and the plot (each atomically)."""
+        write_record(self.save_dir, self.report, budget=self._budget())
+
+    def _budget(self) -> Optional[float]:
+        """The least main metric within ``max_map_drop``; None without data or when no budget applies."""
         base = self.report["baseline"].get("map50_95")
-        budget = base - self.args.max_map_drop if base is not None and self.config.budget_applies else None
-        write_record(self.save_dir, self.report, budget=budget)
+        return base - self.args.max_map_drop if base is not None and self.config.budget_applies else None
 
     def _finish(self) -> None:
         """Save the kept model as ``pruned.pt``, export and check it in ONNX Runtime, print the summary."""
@@ -387,6 +393,20 @@ class PruneRun:
             validate_pytorch=lambda pt: self.evaluator.validate(load_model(pt), "pruned_pytorch_b1", batch=1, rect=False),
             val_dir=self.save_dir / "val",
         )
+        self.report["artefacts"] = artefact_records(
+            self.weights_dir,
+            self.args.imgsz,
+            self.report["onnx"],
+            formats=parse_formats(self.args.formats),
+            int8=self.config.int8,
+            runtime=self.args.runtime,
+            threads=self.args.threads,
+            data=self.args.data if self.config.data is not None else None,
+            task=self.config.task,
+            val_dir=self.save_dir / "val",
+            fast_dfl=bool(self.args.fast_dfl),
+        )
+        self.report["artefact_budget"] = self._budget()  # the least main metric the artefact line accepts
         self._write_record()
         LOGGER.info(summary_table(self.report, self.args.imgsz))
         LOGGER.info(f"{PREFIX}results saved to {colorstr('bold', self.save_dir)}")

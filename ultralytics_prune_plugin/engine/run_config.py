@@ -58,6 +58,7 @@ class RunConfig:
     epochs_note: Optional[str] = None
     resume_dir: Optional[Path] = None
     resume_report: Dict[str, Any] = field(default_factory=dict)
+    int8: bool = False  # INT8 artefacts too: Ultralytics' int8=True (quantize=8 on 8.4)
 
     @property
     def steps(self) -> int:
@@ -92,7 +93,8 @@ class RunConfig:
         keys = ("task", "model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
         keys += ("max_map_drop", "round_to", "min_channels", "target_macs", "target_gmacs", "importance", "global_pruning")
         keys += ("max_layer_rate", "isomorphic", "layer_rates", "ignore_layers", "prune_head", "distill", "teacher")
-        return {k: getattr(self.args, k) for k in keys}
+        keys += ("formats", "runtime", "threads")
+        return {**{k: getattr(self.args, k) for k in keys}, "int8": self.int8}
 
 
 def finetune_defaults(epochs: int, batch: Any = None) -> Dict[str, Any]:
@@ -173,7 +175,31 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
     config.data = _resolve_data(config, yolo.model)
     if args.importance == "taylor" and args.method == "depgraph" and config.data is None:
         raise PluginArgumentError("'importance=taylor' needs the training loss, hence 'data': give 'data=...'")
+    _check_deployment(config)
     return config
+
+
+def _check_deployment(config: RunConfig) -> None:
+    """Read the INT8 request and refuse, in one line, artefacts or a runtime that cannot be made or run here.
+
+    INT8 is Ultralytics' own key: ``int8`` on 8.1-8.3; on 8.4 ``quantize`` (Ultralytics itself turns ``int8=True``
+    into ``quantize=8``). A run's artefacts are FP32, plus INT8 when asked: other precisions are refused.
+    """
+    from ultralytics_prune_plugin.config import parse_formats
+    from ultralytics_prune_plugin.deploy.artefacts import check_deployment_request
+
+    args = config.args
+    if "quantize" in vars(DEFAULT_CFG):  # 8.4
+        quantize = getattr(args, "quantize", None)
+        if quantize not in (None, 8, 32, "int8", "fp32"):
+            raise PluginArgumentError(
+                f"'quantize={quantize}' is not valid in prune mode: the artefacts are FP32, and INT8 too with "
+                "quantize=8 (int8=True); other precisions are not made by 'yolo prune'"
+            )
+        config.int8, key = quantize in (8, "int8"), f"quantize={quantize}"  # int8=True arrives as quantize=8
+    else:
+        config.int8, key = bool(getattr(args, "int8", False)), "int8=True"
+    check_deployment_request(parse_formats(args.formats), config.int8, args.runtime, config.data is not None, key)
 
 
 # `yolo prune`: the 'epochs' of a cfg= file when the command line gives none. Ultralytics merges the file into the

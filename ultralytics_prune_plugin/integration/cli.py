@@ -134,7 +134,8 @@ def _check_plugin_mode_inputs(argv):
     pairs = dict(t.split("=", 1) for t in tokens if "=" in t)
     mode = next((t for t in tokens if t in PLUGIN_MODES), pairs.get("mode"))
     resumed = mode == "prune" and ("resume" in tokens or resume_requested(cfg.smart_value(pairs.get("resume", ""))))
-    check_command(mode, tokens, DEFAULT_CFG_DICT, {*cfg.TASKS, *cfg.MODES, "resume"}, internals().load_yaml, resumed)
+    known = {"int8": False, **DEFAULT_CFG_DICT}  # 8.4: Ultralytics' deprecated alias of quantize=8 (INT8 artefacts)
+    check_command(mode, tokens, known, {*cfg.TASKS, *cfg.MODES, "resume"}, internals().load_yaml, resumed)
     if resumed:
         given = {"resume": True} if "resume" in tokens else {}
         for token in tokens:

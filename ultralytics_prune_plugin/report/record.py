@@ -89,6 +89,25 @@ class PruneReport(TypedDict, total=False):
     target_macs: Dict[str, Any]
     final: FinalRecord
     onnx: Dict[str, Any]
+    artefacts: List["ArtefactRow"]  # formats= / int8=: every artefact and the stock references, measured
+    artefact_budget: Optional[float]  # the least main metric within max_map_drop; None when no budget applies
+
+
+class ArtefactRow(TypedDict, total=False):
+    """One deployable artefact (or stock FP32 reference) as exported, validated, sized and timed by the run."""
+
+    model: str  # 'stock' (the input, the speed-up reference) or 'pruned' (weights/pruned.pt)
+    format: str  # 'onnx', 'openvino'
+    precision: str  # 'fp32', 'int8'
+    path: str
+    runtime: str  # what timed it: 'onnxruntime', 'openvino'
+    threads: Optional[int]  # None: the runtime's default
+    map50: Optional[float]  # the task's metrics, validated on the artefact (batch 1, no rectangular batches)
+    map50_95: Optional[float]
+    latency_ms: float  # median, batch 1, interleaved with the other artefacts
+    latency: Dict[str, float]
+    speedup: float  # stock FP32 latency of the same format and runtime / this latency
+    size_mib: float
 
 
 def kept_row(report: PruneReport):

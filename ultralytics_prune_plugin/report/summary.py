@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, List
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from ultralytics.utils import colorstr
 
@@ -75,7 +76,59 @@ def summary_table(report: PruneReport, imgsz: int) -> str:
                    f"{onnx['speedup_per_macs_cut']:.2f})")
     row("ORT CPU latency b1 (ms)", a, b, "{:.2f}", faster)
     lines.extend(_notes(report, main))
+    lines.extend(artefact_lines(report))
     return "\n".join(lines)
+
+
+def artefact_lines(report: PruneReport) -> List[str]:
+    """The artefact table that ends the summary, one row per artefact of ``report["artefacts"]``, then one line
+    naming the fastest pruned artefact whose main metric is within the run's ``max_map_drop`` budget.
+
+    The budget is ``report["artefact_budget"]``: the least main metric allowed (baseline minus ``max_map_drop``), or
+    None when no budget applies (no data, or ``epochs=0`` without an explicit ``max_map_drop``). Speed-ups are
+    against the stock (input) model's FP32 artefact of the same format in the same runtime.
+    """
+    rows = report.get("artefacts") or []
+    if not rows:
+        return []
+    secondary, main = report["metrics"]["map50"], report["metrics"]["map50_95"]
+    threads = rows[0].get("threads")
+    header = (f"{'model':<7}{'format':<9}{'precision':<10}{'runtime':<12}{main:>14}{secondary:>14}{'latency ms':>11}"
+              f"{'speed-up':>9}{'MiB':>8}  artefact")
+    lines = [f"\n{PREFIX}artefacts, timed interleaved at batch 1, threads={threads if threads else 'runtime default'}:",
+             header]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<7}{r['format']:<9}{r['precision']:<10}{r['runtime']:<12}{fmt_value(r.get('map50_95')):>14}"
+            f"{fmt_value(r.get('map50')):>14}{fmt_value(r.get('latency_ms'), '{:.2f}'):>11}"
+            f"{fmt_value(r.get('speedup'), '{:.2f}×'):>9}{fmt_value(r.get('size_mib'), '{:.2f}'):>8}  "
+            f"{Path(r['path']).name}"
+        )
+    lines.append(fastest_line(report))
+    return lines
+
+
+def fastest_artefact(report: PruneReport) -> Optional[Dict[str, Any]]:
+    """The pruned artefact with the lowest latency whose main metric is within the budget (any, when none applies)."""
+    budget = report.get("artefact_budget")
+    rows = [r for r in report.get("artefacts") or [] if r["model"] == "pruned" and r.get("latency_ms") is not None]
+    if budget is not None:
+        rows = [r for r in rows if r.get("map50_95") is not None and r["map50_95"] >= budget]
+    return min(rows, key=lambda r: r["latency_ms"], default=None)
+
+
+def fastest_line(report: PruneReport) -> str:
+    """One line naming the fastest artefact within the ``max_map_drop`` budget, or saying that none is."""
+    main = report["metrics"]["map50_95"]
+    budget = report.get("artefact_budget")
+    drop = report.get("args", {}).get("max_map_drop")
+    within = (f"within max_map_drop={drop} ({main} >= {budget:.4f})" if budget is not None
+              else "(no mAP budget applies to this run)")
+    best = fastest_artefact(report)
+    if best is None:
+        return f"{PREFIX}no pruned artefact is {within}; deploy the stock model or relax max_map_drop"
+    return (f"{PREFIX}fastest artefact {within}: {Path(best['path']).name} ({best['format']} {best['precision']} in "
+            f"{best['runtime']}), {best['latency_ms']:.2f} ms, {best['speedup']:.2f}× the stock FP32 model's speed")
 
 
 def _notes(report: PruneReport, main: str) -> List[str]:
