@@ -1,7 +1,8 @@
 """Distillation in training runs and in `yolo prune`'s fine-tunes: ``distill``, ``teacher``, ``distill_weight``.
 
-The loss itself is checked on synthetic head outputs of every layout (8.1-8.3 per-level maps, 8.4 dicts, end-to-end
-branches, YOLO26's reg_max=1 boxes, classifier logits) and on a real model; the training runs are tiny (64 px, 16
+The loss itself is checked on synthetic head outputs of every layout, each read by the series adapter that meets it
+(8.1-8.3 per-level maps, 8.4 dicts, end-to-end branches, YOLO26's reg_max=1 boxes, classifier logits), and on a real
+model; how each adapter adds the term to its series' loss and loss items is checked on synthetic losses; the training runs are tiny (64 px, 16
 images, 1 epoch) and check that ``kd_loss`` is optimised and reported, that the teacher never reaches the student's
 parameters or checkpoints, and that resume, a fresh-process rebuild and `yolo prune` distill.
 """
@@ -19,9 +20,10 @@ import pytest
 import torch
 
 from conftest import FAST, randomize_batchnorms, run_python, run_yolo, ultralytics_series
-from ultralytics_prune_plugin.distill.criterion import KD_NAME, DistillationCriterion, append_items, append_loss
+from ultralytics_prune_plugin.adapters import ultralytics_8_1_8_2, ultralytics_8_3_8_4
+from ultralytics_prune_plugin.distill.criterion import KD_NAME, DistillationCriterion
 from ultralytics_prune_plugin.distill.losses import distillation_loss
-from ultralytics_prune_plugin.distill.outputs import head_outputs
+from ultralytics_prune_plugin.distill.outputs import HeadOutputs, head_outputs
 from ultralytics_prune_plugin.distill.teacher import load_teacher, probe_outputs
 
 IMGSZ = 64
@@ -102,41 +104,92 @@ def _head_output(layout: str, seed: int, batch: int = 2, nc: int = 3):
         return levels
     if layout == "segment_tuple":  # 8.1-8.3 Segment: (levels, mask coefficients, protos)
         return levels, torch.randn(batch, 32, 20, generator=g), torch.randn(batch, 32, 8, 8, generator=g)
+    if layout == "end2end_levels":  # 8.2-8.3 YOLOv10
+        return {"one2many": levels, "one2one": [x * 0.5 for x in levels]}
     flat = torch.cat([x.flatten(2) for x in levels], 2)
     branch = {"boxes": flat[:, : 4 * reg_max], "scores": flat[:, 4 * reg_max:], "feats": levels}
     if layout in ("dict", "reg_max_1"):  # 8.4
         return branch
-    if layout == "end2end":  # 8.4 YOLO26 / 8.2-8.3 YOLOv10
+    if layout == "end2end":  # 8.4 YOLO26
         return {"one2many": branch, "one2one": {k: v * 0.5 for k, v in branch.items() if k != "feats"}}
     raise ValueError(layout)
 
 
-@pytest.mark.parametrize("layout", ["levels", "segment_tuple", "dict", "end2end", "reg_max_1", "classify"])
-def test_kd_is_zero_for_identical_outputs_and_positive_otherwise(layout):
-    same = distillation_loss(head_outputs(_head_output(layout, 0), 3), head_outputs(_head_output(layout, 0), 3))
-    other = distillation_loss(head_outputs(_head_output(layout, 0), 3), head_outputs(_head_output(layout, 1), 3))
+A12, A34 = ultralytics_8_1_8_2, ultralytics_8_3_8_4
+# Each layout with the adapters of the series whose heads return it; a classifier's logits (every series) are read by
+# head_outputs itself (adapter None).
+LAYOUTS = [
+    *[(adapter, layout) for adapter in (A12, A34) for layout in ("levels", "segment_tuple", "end2end_levels")],
+    *[(A34, layout) for layout in ("dict", "end2end", "reg_max_1")],
+    (None, "classify"),
+]
+
+
+def _outputs(adapter, preds, nc: int = 3) -> HeadOutputs:
+    """``head_outputs`` as it reads ``preds`` on a series of ``adapter`` (the installed series reads only its own)."""
+    if adapter is None:
+        return head_outputs(preds, nc)
+    return HeadOutputs(branches=adapter.head_branches(preds, nc))
+
+
+@pytest.mark.parametrize("adapter, layout", LAYOUTS, ids=[f"{getattr(a, '__name__', 'any').split('.')[-1]}-{l}"
+                                                          for a, l in LAYOUTS])
+def test_kd_is_zero_for_identical_outputs_and_positive_otherwise(adapter, layout):
+    same = distillation_loss(_outputs(adapter, _head_output(layout, 0)), _outputs(adapter, _head_output(layout, 0)))
+    other = distillation_loss(_outputs(adapter, _head_output(layout, 0)), _outputs(adapter, _head_output(layout, 1)))
     assert same.dtype == torch.float32 and abs(float(same)) < 1e-6
     assert float(other) > 1e-3 and math.isfinite(float(other))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the criterion runs under AMP's autocast: KD stays float32
-        amp = distillation_loss(head_outputs(_head_output(layout, 0), 3), head_outputs(_head_output(layout, 1), 3))
+        amp = distillation_loss(_outputs(adapter, _head_output(layout, 0)), _outputs(adapter, _head_output(layout, 1)))
     assert amp.dtype == torch.float32 and float(amp) == pytest.approx(float(other), rel=1e-5)
 
 
 def test_layouts_give_the_same_loss():
     """8.1-8.3's per-level maps and 8.4's dict hold the same numbers: the loss is the same."""
-    a, b = (head_outputs(_head_output("levels", s), 3) for s in (0, 1))
-    c, d = (head_outputs(_head_output("dict", s), 3) for s in (0, 1))
+    a, b = (_outputs(A12, _head_output("levels", s)) for s in (0, 1))
+    c, d = (_outputs(A34, _head_output("dict", s)) for s in (0, 1))
     assert float(distillation_loss(a, b)) == pytest.approx(float(distillation_loss(c, d)), rel=1e-6)
 
 
-def test_kd_term_is_appended_to_every_loss_format():
-    """8.1/8.2 scalar loss, 8.3/8.4 loss vector; tensor items (0-d for classifiers, 8.1-8.3) and 8.4's dict."""
+def test_an_adapter_reads_only_its_series_layouts():
+    """8.4's dict is no head output of 8.1/8.2; unknown layouts are refused, per-level maps need ``nc``."""
+    with pytest.raises(TypeError, match="unknown head output layout"):
+        A12.head_branches(_head_output("dict", 0), 3)
+    for adapter in (A12, A34):
+        with pytest.raises(TypeError, match="unknown head output layout"):
+            adapter.head_branches(torch.zeros(2, 3, 4), 3)
+        with pytest.raises(TypeError, match="number of classes"):
+            adapter.head_branches(_head_output("levels", 0), None)
+
+
+def test_kd_term_joins_each_series_loss_format():
+    """8.1/8.2: a scalar loss, tensor items (0-d for classifiers); 8.3/8.4 also a loss vector and 8.4's dict items.
+    The loss takes the term times the scale, the items the term itself; the trainer's names follow the items."""
     term = torch.tensor(0.5)
-    assert float(append_loss(torch.tensor(2.0), term)) == 2.5
-    assert append_loss(torch.tensor([1.0, 2.0, 3.0]), term).tolist() == [1.0, 2.0, 3.0, 0.5]
-    assert append_items(torch.tensor(0.7), term).tolist() == pytest.approx([0.7, 0.5])
-    assert append_items(torch.tensor([1.0, 2.0]), term).tolist() == [1.0, 2.0, 0.5]
-    assert list(append_items({"box": torch.tensor(1.0)}, term)) == ["box", KD_NAME]
+    for adapter in (A12, A34):
+        loss, items = adapter.add_loss_term(torch.tensor(2.0), torch.tensor(0.7), KD_NAME, term, 1)
+        assert float(loss) == 2.5 and items.tolist() == pytest.approx([0.7, 0.5])
+        loss, items = adapter.add_loss_term(torch.tensor(2.0), torch.tensor([1.0, 2.0]), KD_NAME, term, 4)
+        assert float(loss) == 4.0 and items.tolist() == [1.0, 2.0, 0.5]
+        assert adapter.named_loss_items(["box", KD_NAME], items[1:]) == [("box", 2.0), (KD_NAME, 0.5)]
+    loss, items = A34.add_loss_term(torch.tensor([1.0, 2.0, 3.0]), {"box": torch.tensor(1.0)}, KD_NAME, term, 2)
+    assert loss.tolist() == [1.0, 2.0, 3.0, 1.0] and list(items) == ["box", KD_NAME] and float(items[KD_NAME]) == 0.5
+    assert A34.named_loss_items([], items) == list(items.items())
+
+
+@pytest.mark.parametrize("adapter, names, expected", [
+    (A12, ["Loss"], ["Loss", KD_NAME]),  # 8.1/8.2 name the items up front
+    (A34, ("box_loss", "cls_loss"), ("box_loss", "cls_loss", KD_NAME)),  # 8.3 too
+    (A34, (), ()),  # 8.4 names them after the first batch's loss dict, which carries kd_loss itself
+])
+def test_the_trainer_learns_the_kd_name_as_its_series_names_items(adapter, names, expected):
+    class Trainer:
+        loss_names = names
+
+    trainer = Trainer()
+    for _ in range(2):  # once only
+        adapter.add_loss_name(trainer, KD_NAME)
+    assert trainer.loss_names == expected and type(trainer.loss_names) is type(names)
 
 
 def test_teacher_is_frozen_and_gradients_reach_the_student_only(teacher):

@@ -102,3 +102,17 @@ def test_the_start_up_hook_and_the_package_read_the_same_switch(monkeypatch):
     for value in ("1", "true", " YES ", "on", "0", "", "no", "false", "off"):
         monkeypatch.setenv(activation.DISABLE_ENV, value)
         assert startup.disabled() == activation.disabled(), value
+
+
+def test_every_series_adapter_offers_the_same_interface():
+    """The rest of the plugin calls ``internals().<name>`` without knowing the series: every adapter has every name."""
+    import importlib
+
+    from ultralytics_prune_plugin.adapters import SERIES_MODULES
+
+    adapters = [importlib.import_module(f"{PACKAGE}.adapters.{name}") for name in SERIES_MODULES]
+    interface = set(adapters[0].__all__)
+    assert {"train_images", "val_precision", "onnxruntime_session", "head_branches", "add_loss_term"} <= interface
+    for adapter in adapters:
+        assert set(adapter.__all__) == interface, adapter.__name__
+        assert all(hasattr(adapter, name) for name in interface), adapter.__name__

@@ -1,12 +1,23 @@
 """The Ultralytics series adapters: the bottom layer of the plugin, which imports nothing else of it.
 
-Series that name Ultralytics' internals alike and need the same fixes share one adapter (``ultralytics_8_1_8_2``,
-``ultralytics_8_3_8_4``). Each has ``supports(version)``, ``apply()`` (its compatibility fixes, :mod:`.compat`) and
-the few internals the rest of the plugin needs, under one name for every series: ``load_yaml``, ``unwrap_model``, ``load_weights`` and ``after_cfg_print``. The rest of the plugin reaches
-them through :func:`internals`; the registration every series shares is
-:mod:`ultralytics_prune_plugin.integration.registration`, which ``activate()`` runs after ``apply()``. Every change
-to Ultralytics goes through :mod:`.patching`. Supporting a new series means adding a module here and naming it in
-:data:`SERIES_MODULES`.
+Every difference between the supported Ultralytics series lives here. Series that name Ultralytics' internals alike
+and need the same fixes share one adapter (``ultralytics_8_1_8_2``, ``ultralytics_8_3_8_4``; where the two series of
+one adapter still differ, its function tells them apart). Each has ``supports(version)``, ``apply()`` (its
+compatibility fixes, :mod:`.compat`) and, under one name for every series, what the rest of the plugin needs of
+Ultralytics' internals:
+
+* loading and the CLI: ``load_yaml``, ``load_weights``, ``unwrap_model``, ``after_cfg_print`` (``yolo cfg``);
+* training batches, validation and ONNX checks: ``train_images`` (the training split a trainer's data loader takes),
+  ``val_precision`` (a validation's precision argument), ``onnxruntime_session`` (the ONNX Runtime session an
+  ``AutoBackend`` runs);
+* distillation: ``head_branches`` (a head's raw training-mode output as ``(boxes, scores)`` per branch),
+  ``add_loss_term`` (one more term in a criterion's loss and loss items), ``add_loss_name`` and ``named_loss_items``
+  (the trainer's names for the loss items), ``distill_model`` (the teacher of Ultralytics' own distillation).
+
+The rest of the plugin reaches them through :func:`internals`; :mod:`.heads` holds what both adapters share to read
+head outputs. The registration every series shares is :mod:`ultralytics_prune_plugin.integration.registration`,
+which ``activate()`` runs after ``apply()``. Every change to Ultralytics goes through :mod:`.patching`. Supporting a
+new series means adding a module here, with the same functions, and naming it in :data:`SERIES_MODULES`.
 """
 
 from __future__ import annotations

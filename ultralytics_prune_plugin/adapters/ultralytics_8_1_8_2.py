@@ -1,5 +1,5 @@
-"""Adapter for Ultralytics 8.1.x and 8.2.x: the compatibility fixes these series need on today's stack, and their
-internals' names (the two series name them alike).
+"""Adapter for Ultralytics 8.1.x and 8.2.x: the compatibility fixes these series need on today's stack, their
+internals' names and the shapes of what those return (the two series share them all).
 
 Fixes (each applied only when its condition holds, and only inside Ultralytics' own modules):
 
@@ -14,9 +14,12 @@ Then ``activate()`` registers the plugin (:mod:`ultralytics_prune_plugin.integra
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
 from torch import nn
+
+from ultralytics_prune_plugin.adapters import heads
 
 
 def load_yaml(path) -> Dict[str, Any]:
@@ -55,6 +58,62 @@ def after_cfg_print(extra: Callable[[str], None]) -> None:
     patch_attr(cfg, "yaml_print", yaml_print)
 
 
+def val_precision(args) -> Dict[str, Any]:
+    """The precision argument of a validation with the run's ``args``: ``half`` (a key of 8.1 and 8.2)."""
+    return {"half": args.half}
+
+
+def train_images(trainer) -> Any:
+    """The training split as the trainer's ``get_dataloader`` takes it: 8.1/8.2 keep it apart from ``trainer.data``,
+    as ``trainer.trainset``."""
+    return trainer.trainset
+
+
+def onnxruntime_session(backend) -> Any:
+    """The ONNX Runtime session that an ``AutoBackend`` runs, or None when it runs another format (8.1/8.2 flag the
+    format as ``backend.onnx`` and keep the session as ``backend.session``)."""
+    return getattr(backend, "session", None) if getattr(backend, "onnx", False) else None
+
+
+def head_branches(preds: Any, nc: Optional[int]) -> List[heads.Branch]:
+    """``(boxes [B, 4 * reg_max, N], scores [B, nc, N])`` of every detection branch of a training-mode head output.
+
+    8.1/8.2 heads return per-level maps ``[B, 4 * reg_max + nc, H, W]`` (``Detect``), first in a tuple with the task's
+    extras (``Segment``: ``(levels, mask_coefficients, protos)``, ``Pose``: ``(levels, keypoints)``, ``OBB``:
+    ``(levels, angles)``), and YOLOv10's end-to-end head ``{"one2many": levels, "one2one": levels}``; ``nc`` splits
+    the maps.
+
+    Raises:
+        TypeError: When ``preds`` has none of these layouts, or ``nc`` is None.
+    """
+    return heads.branches(preds, lambda branch: heads.level_maps(branch, nc))
+
+
+def add_loss_term(loss: torch.Tensor, items: torch.Tensor, name: str, term: torch.Tensor,
+                  scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return a criterion's ``(loss, loss_items)`` with one more term: ``term * scale`` added to the loss (8.1/8.2
+    criteria return a scalar) and ``term`` (detached) appended to the items (a tensor, 0-d for a classifier, whose
+    names are the trainer's ``loss_names``, so ``name`` is not stored with it)."""
+    return loss + term * scale, torch.cat([items.reshape(-1), term.detach().reshape(1).to(items.dtype)])
+
+
+def add_loss_name(trainer, name: str) -> None:
+    """Name one more loss item: 8.1/8.2 trainers name their items up front, in ``trainer.loss_names``."""
+    names = trainer.loss_names
+    if name not in names:
+        trainer.loss_names = type(names)((*names, name))
+
+
+def named_loss_items(names, items: torch.Tensor) -> List[Tuple[str, Any]]:
+    """Pair loss items (a tensor in 8.1/8.2) with their ``names``, in order."""
+    return list(zip(names, items.reshape(-1).tolist()))
+
+
+def distill_model(args) -> Optional[str]:
+    """The teacher of Ultralytics' own distillation in a run with these arguments: None (8.1/8.2 have none)."""
+    return None
+
+
 def apply_fixes() -> None:
     """The compatibility fixes 8.1 and 8.2 need on today's stack (see :mod:`.compat`; each checks its condition)."""
     import ultralytics.engine.exporter
@@ -70,7 +129,9 @@ def apply_fixes() -> None:
     compat.fix_onnx_export(ultralytics.engine.exporter)
 
 
-__all__ = ("VERSIONS", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model")
+__all__ = ("VERSIONS", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model",
+           "val_precision", "train_images", "onnxruntime_session", "head_branches", "add_loss_term", "add_loss_name",
+           "named_loss_items", "distill_model")
 
 VERSIONS = ">=8.1.0,<8.3.0"
 

@@ -301,12 +301,13 @@ def _onnxruntime_providers(backends: Sequence[Any]) -> List[str]:
     """Return the execution providers of the ONNX Runtime session in the recorded backend, checking it is one."""
     import onnxruntime
 
+    from ultralytics_prune_plugin.adapters import internals
+
     if len(backends) != 1:
         raise RuntimeError(f"expected the validator to run one model, it ran {len(backends)}")
     backend = backends[0]
-    session = getattr(backend, "session", None)
-    is_onnx = getattr(backend, "onnx", False) or getattr(backend, "format", None) == "onnx"  # 8.1-8.3 / 8.4
-    if not is_onnx or not isinstance(session, onnxruntime.InferenceSession):
+    session = internals().onnxruntime_session(backend)  # None when the backend runs another format
+    if not isinstance(session, onnxruntime.InferenceSession):
         raise RuntimeError(f"the validator did not run the model in ONNX Runtime (backend: {type(backend).__name__})")
     return list(session.get_providers())
 

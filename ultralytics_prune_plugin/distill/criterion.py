@@ -2,14 +2,12 @@
 
 Ultralytics computes the training loss as ``model.loss(batch, preds)``, which calls ``model.criterion(preds, batch)``
 (built on first use by ``model.init_criterion()``) and returns ``(loss, loss_items)``. :class:`DistillationCriterion`
-takes the criterion's place on the student: it calls the criterion, runs the teacher on the same images, and appends
-``distill_weight × KD`` (see :mod:`.losses`) to both, under the name ``kd_loss``:
-
-* the loss: a scalar (8.1/8.2) gets the term added, a vector (8.3/8.4) gets it appended (the trainer sums it); the
-  term is multiplied by the batch size as the criterion does with its own items, except for classifiers, whose
-  criterion does not;
-* the items: a tensor (8.1-8.3) gets one more element, a dict (8.4) one more key; they feed the progress bar and
-  ``results.csv`` (as ``train/kd_loss``).
+takes the criterion's place on the student: it calls the criterion, runs the teacher on the same images, and adds
+``distill_weight × KD`` (see :mod:`.losses`) to both the loss and the loss items, under the name ``kd_loss``. The
+loss takes the term multiplied by the batch size, as the criterion does with its own items, except for classifiers,
+whose criterion does not; the items feed the progress bar and ``results.csv`` (as ``train/kd_loss``). How the term
+joins them (a scalar or vector loss, items in a tensor or a dict) is the series adapter's ``add_loss_term``
+(:mod:`ultralytics_prune_plugin.adapters`).
 
 The wrapper is not an ``nn.Module``, so the teacher is never part of the student's parameters, state_dict, EMA or
 checkpoints; and pickling or deep-copying it yields the wrapped criterion alone (``__reduce_ex__``), so the EMA copy
@@ -24,6 +22,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import nn
 
+from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.distill.losses import distillation_loss
 from ultralytics_prune_plugin.distill.outputs import head_outputs
 
@@ -63,7 +62,7 @@ class DistillationCriterion:
         student, teacher = head_outputs(preds, self.nc), head_outputs(teacher_preds, self.nc)
         term = self.weight * distillation_loss(student, teacher)
         scale = 1 if student.is_classifier else images.shape[0]
-        return append_loss(loss, term * scale), append_items(items, term.detach())
+        return internals().add_loss_term(loss, items, KD_NAME, term, scale)
 
     def __getattr__(self, name: str) -> Any:
         """Pass other attributes through to the wrapped criterion (e.g. ``update`` of end-to-end losses)."""
@@ -86,16 +85,3 @@ class DistillationCriterion:
         """
         return self.criterion.__reduce_ex__(1)
 
-
-def append_loss(loss: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
-    """Add ``term`` to a scalar loss, or append it to a loss vector."""
-    if loss.ndim == 0:
-        return loss + term
-    return torch.cat([loss.flatten(), term.reshape(1).to(loss.dtype)])
-
-
-def append_items(items: Any, value: torch.Tensor) -> Any:
-    """Append ``value`` to loss items: a dict gets the key ``kd_loss``, a tensor one more element."""
-    if isinstance(items, dict):
-        return {**items, KD_NAME: value}
-    return torch.cat([items.reshape(-1), value.reshape(1).to(items.dtype)])

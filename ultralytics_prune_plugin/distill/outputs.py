@@ -1,17 +1,14 @@
 """The head outputs that distillation compares, read from whatever a YOLO model returns in training mode.
 
-In training mode Ultralytics' heads return raw outputs whose layout differs between series and tasks:
-
-* 8.1-8.3 ``Detect``: a list of per-level tensors ``[B, 4 * reg_max + nc, H, W]`` (box distribution first, then the
-  class logits); ``Segment`` returns ``(levels, mask_coefficients, protos)``, ``Pose`` ``(levels, keypoints)``,
-  ``OBB`` ``(levels, angles)``; end-to-end heads (YOLOv10) ``{"one2many": levels, "one2one": levels}``.
-* 8.4: a dict ``{"boxes": [B, 4 * reg_max, N], "scores": [B, nc, N], "feats": ...}`` plus task entries (mask
-  coefficients, keypoints, angles); end-to-end heads (YOLO26) ``{"one2many": {...}, "one2one": {...}}``.
-* ``Classify`` (every series): the logits ``[B, nc]``.
+In training mode Ultralytics' heads return raw outputs whose layout differs between series and tasks. A classifier's
+is the same in every series, the logits ``[B, nc]``, and is read here; the detection-family layouts (per-level maps
+in 8.1-8.3, dicts in 8.4, tuples with task extras, the two branches of end-to-end heads) are the series adapter's
+to read (``head_branches`` of :mod:`ultralytics_prune_plugin.adapters`), which gives one ``(boxes, scores)`` pair
+per branch.
 
 :func:`head_outputs` turns any of these into one :class:`HeadOutputs`: the class logits of a classifier, or one
 ``(boxes, scores)`` pair per detection branch, both over all anchors of all levels. Task-specific extras (masks,
-keypoints, angles) are not distilled.
+keypoints, angles) are not distilled. :func:`head_classes` reads ``nc`` from the head, the same in every series.
 """
 
 from __future__ import annotations
@@ -20,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
 import torch
+
+from ultralytics_prune_plugin.adapters import internals
 
 Branch = Tuple[torch.Tensor, torch.Tensor]  # (boxes [B, 4 * reg_max, N], scores [B, nc, N])
 
@@ -73,23 +72,7 @@ def head_outputs(preds: Any, nc: Optional[int]) -> HeadOutputs:
     """
     if isinstance(preds, torch.Tensor) and preds.ndim == 2:
         return HeadOutputs(logits=preds)
-    if isinstance(preds, dict) and "one2many" in preds:
-        return HeadOutputs(branches=[_branch(preds["one2many"], nc), _branch(preds["one2one"], nc)])
-    return HeadOutputs(branches=[_branch(preds, nc)])
-
-
-def _branch(preds: Any, nc: Optional[int]) -> Branch:
-    """Return ``(boxes, scores)`` of one detection branch, each ``[B, channels, anchors]``."""
-    if isinstance(preds, dict) and "boxes" in preds and "scores" in preds:
-        return preds["boxes"], preds["scores"]
-    if isinstance(preds, (list, tuple)) and preds:
-        if all(isinstance(p, torch.Tensor) and p.ndim == 4 for p in preds):  # per-level maps of 8.1-8.3
-            if nc is None:
-                raise TypeError("per-level head outputs need the number of classes to be split")
-            levels = torch.cat([p.flatten(2) for p in preds], 2)
-            return levels[:, :-nc], levels[:, -nc:]
-        return _branch(preds[0], nc)  # (levels, mask coefficients, protos), (levels, keypoints), (levels, angles)
-    raise TypeError(f"unknown head output layout: {type(preds).__name__}")
+    return HeadOutputs(branches=internals().head_branches(preds, nc))
 
 
 def head_classes(model: torch.nn.Module) -> Optional[int]:

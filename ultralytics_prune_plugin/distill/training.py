@@ -5,6 +5,11 @@ from ``trainer.args``, so ``resume`` (which restores the arguments from ``last.p
 launcher (which rebuilds the trainer from its arguments in a fresh process) distill again with the same teacher.
 ``teacher`` is made absolute when training starts, so the arguments saved in the checkpoints stay valid from any
 working folder.
+
+What differs between Ultralytics series (its own distillation argument, where the trainer names its loss items and
+what shape they have) is asked of the series adapter (:mod:`ultralytics_prune_plugin.adapters`). The rest is the same
+in every series: the criterion the student already has is wrapped (8.4 builds it early when resuming an end-to-end
+model; elsewhere it is built here with ``init_criterion()``, as Ultralytics would on the first batch).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Union
 
 from ultralytics.utils import LOGGER, RANK
 
+from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.config import PluginArgumentError
 from ultralytics_prune_plugin.distill.criterion import KD_NAME, DistillationCriterion
 from ultralytics_prune_plugin.distill.losses import CLASSIFY_TEMPERATURE
@@ -28,9 +34,10 @@ def distillation_requested(args) -> bool:
 
 def prepare_distillation(args) -> None:
     """Before training is set up: check the ``teacher`` file and make its path absolute (one-line errors)."""
-    if getattr(args, "distill_model", None):  # Ultralytics 8.4's own feature-distillation wrapper
+    own = internals().distill_model(args)  # Ultralytics' own feature-distillation wrapper (8.4)
+    if own:
         raise PluginArgumentError(
-            f"'teacher={args.teacher}' and 'distill_model={args.distill_model}' were both given: use one of them "
+            f"'teacher={args.teacher}' and 'distill_model={own}' were both given: use one of them "
             "(or 'distill=False' to train with 'distill_model' alone)"
         )
     args.teacher = str(check_teacher_file(args.teacher))
@@ -39,8 +46,8 @@ def prepare_distillation(args) -> None:
 def attach_distillation(trainer) -> DistillationCriterion:
     """Wrap the student's criterion with distillation from ``trainer.args.teacher``; call after ``_setup_train``.
 
-    The teacher is loaded on the trainer's device and checked against the student; the ``kd_loss`` name is added to
-    ``trainer.loss_names`` where the trainer sets them up front (8.1-8.3; 8.4 derives them from the first batch).
+    The teacher is loaded on the trainer's device and checked against the student; the trainer learns the ``kd_loss``
+    name as its series names loss items (the adapter's ``add_loss_name``).
 
     Returns:
         The wrapper, now ``model.criterion``.
@@ -48,22 +55,18 @@ def attach_distillation(trainer) -> DistillationCriterion:
     Raises:
         PluginArgumentError: A one-line message naming ``teacher`` when it cannot teach this model.
     """
-    from ultralytics_prune_plugin.adapters import internals
-
     args = trainer.args
     model = internals().unwrap_model(trainer.model)
     teacher = load_teacher(args.teacher, trainer.device)
     check_teacher_matches(teacher, model, args.teacher)
-    criterion = getattr(model, "criterion", None)  # 8.4 builds it early when resuming an end-to-end model
+    criterion = getattr(model, "criterion", None)  # one the student has already (see the module docstring)
     if isinstance(criterion, DistillationCriterion):
         criterion = criterion.criterion
     if criterion is None:
         criterion = model.init_criterion()
     wrapper = DistillationCriterion(criterion, teacher, args.distill_weight, head_classes(model))
     model.criterion = wrapper
-    names = trainer.loss_names
-    if names and KD_NAME not in names:
-        trainer.loss_names = type(names)((*names, KD_NAME))
+    internals().add_loss_name(trainer, KD_NAME)
     if RANK in {-1, 0}:
         LOGGER.info(f"distillation: teacher {args.teacher}, distill_weight={args.distill_weight:g}; {KD_NAME} = "
                     f"{_loss_in_words(model)}")
@@ -98,8 +101,6 @@ def label_items(loss_names, loss_items: Any = None, prefix: str = "train") -> Un
     names = [n for n in loss_names if not (prefix == "val" and n == KD_NAME)]
     if loss_items is None:
         return [f"{prefix}/{n}" for n in names]
-    if isinstance(loss_items, dict):
-        pairs = [(k, v) for k, v in loss_items.items() if not (prefix == "val" and k == KD_NAME)]
-    else:
-        pairs = list(zip(names, loss_items.reshape(-1).tolist()))
+    pairs = internals().named_loss_items(names, loss_items)
+    pairs = [(k, v) for k, v in pairs if not (prefix == "val" and k == KD_NAME)]
     return {f"{prefix}/{k}": round(float(v), 5) for k, v in pairs}

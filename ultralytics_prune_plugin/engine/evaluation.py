@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from torch import nn
-from ultralytics.utils import DEFAULT_CFG
 
+from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.config import plugin_keys
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.run_config import RunConfig, finetune_defaults
@@ -87,9 +87,8 @@ class Evaluator:
             "rect": rect,
             "plots": False,
             "verbose": False,
+            **internals().val_precision(self.args),  # half=, where the series has the key
         }
-        if "half" in vars(DEFAULT_CFG):  # a key of 8.1-8.3 only
-            args["half"] = self.args.half
         validator = self.validator_class(args=args, save_dir=self.save_dir / "val" / name)
         with hidden(MODEL_SUMMARY, SPEED):  # the run logs the model's size itself; the speed of a check is noise
             stats = validator(model=deepcopy(model).float().eval())

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from ultralytics_prune_plugin.adapters import internals
 from ultralytics_prune_plugin.nn.structure import forget_cached_state
 
 # Batches of the training split whose loss gradients are summed (Taylor importance).
@@ -80,7 +81,7 @@ class TrainingBatches:
         """Zero the gradients of ``model``, then accumulate those of its loss on :attr:`batches` batches."""
         trainer = self.trainer()
         trainer.model = model  # the dataset reads the stride from it
-        train = getattr(trainer, "trainset", None) or trainer.data["train"]  # 8.1/8.2 keep it apart from the data
+        train = internals().train_images(trainer)
         loader = trainer.get_dataloader(train, batch_size=trainer.args.batch, rank=-1, mode="val")  # no augmentation
         flags = {m: m.training for m in model.modules()}
         saved_args = getattr(model, "args", None)
@@ -114,7 +115,7 @@ class TrainingBatches:
             trainer = self.trainer()  # building it seeds the generators too
             rng.seed()
             trainer.model = model
-            train = getattr(trainer, "trainset", None) or trainer.data["train"]
+            train = internals().train_images(trainer)
             loader = trainer.get_dataloader(train, batch_size=trainer.args.batch, rank=-1, mode="train")
             images = (trainer.preprocess_batch(batch)["img"] for batch in itertools.islice(loader, batches))
             update_bn(images, model)
