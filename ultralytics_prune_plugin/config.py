@@ -87,6 +87,10 @@ _RULES: Dict[str, _Rule] = {
         lambda v: 0.0 < v < 1.0, True,
     ),
     "target_gmacs": _Rule("float", "a number of GMACs > 0, or None", lambda v: v > 0.0, True),
+    "target_speedup": _Rule(
+        "float", "a speed-up > 1 measured on 'runtime', e.g. 2.0, or None", lambda v: v > 1.0, True,
+    ),
+    "target_latency": _Rule("float", "a latency in milliseconds > 0 measured on 'runtime', or None", lambda v: v > 0.0, True),
     "importance": _Rule("choice", "one of " + ", ".join(f"'{m}'" for m in IMPORTANCES), lambda v: v in IMPORTANCES),
     "global_pruning": _Rule("bool", "True or False"),
     "max_layer_rate": _Rule("float", "a number with 0 < max_layer_rate < 1", lambda v: 0.0 < v < 1.0),

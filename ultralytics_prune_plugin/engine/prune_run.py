@@ -49,6 +49,7 @@ from ultralytics_prune_plugin.deploy.deployment import artefact_records, deploym
 from ultralytics_prune_plugin.engine import resume as resuming
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.evaluation import Evaluator
+from ultralytics_prune_plugin.engine.latency_target import latency_request, request_text, search_macs_fraction
 from ultralytics_prune_plugin.engine.methods import METHODS, MethodInputs, PrunedStep
 from ultralytics_prune_plugin.engine.run_config import PREFIX, finetune_defaults, resolve_run_config
 from ultralytics_prune_plugin.nn.structure import mark_restructured
@@ -111,16 +112,7 @@ class PruneRun:
     def _prune(self, model: nn.Module, first_step: int) -> None:
         """Run the method's steps from ``first_step``: each model it prunes goes through :meth:`after_prune`, which
         returns the model the method goes on with; a stop closes the method."""
-        inputs = MethodInputs(
-            args=self.args,
-            input_train_args=self.config.input_train_args,
-            baseline_weights=self.weights_dir / "baseline.pt",
-            baseline_macs=self.report["baseline"]["macs"],
-            macs_goal=self.macs_goal(),
-            target_text=self.target_text() if self.has_target() else None,
-            evaluator=self.evaluator,
-        )
-        steps = self.method.steps(inputs, model, first_step)
+        steps = self.method.steps(self._method_inputs(), model, first_step)
         try:
             pruned = next(steps, None)
             while pruned is not None:
@@ -133,6 +125,45 @@ class PruneRun:
                     pruned = None
         finally:
             steps.close()
+
+    def _method_inputs(self) -> MethodInputs:
+        """What the method reads of this run."""
+        return MethodInputs(
+            args=self.args,
+            input_train_args=self.config.input_train_args,
+            baseline_weights=self.weights_dir / "baseline.pt",
+            baseline_macs=self.report["baseline"]["macs"],
+            macs_goal=self.macs_goal(),
+            target_text=self.target_text() if self.has_target() else None,
+            evaluator=self.evaluator,
+        )
+
+    def _search_latency_target(self, model: nn.Module) -> None:
+        """``target_speedup``/``target_latency``: find the MACs fraction that meets it by timing pruned candidates
+        (:mod:`.latency_target`), record the search, and prune to that fraction as ``target_macs`` would."""
+        key, value = latency_request(self.args)
+        LOGGER.info(
+            f"{PREFIX}{request_text(key, value)}: timing pruned candidates in {self.args.runtime} at "
+            f"imgsz={self.args.imgsz}, batch 1, threads={self.args.threads} to find the MACs fraction that meets it"
+        )
+        try:
+            record = search_macs_fraction(model, self.method, self._method_inputs(), self.save_dir,
+                                          fast_dfl=bool(self.args.fast_dfl))
+        except Exception as error:
+            if getattr(error, "record", None) is not None:
+                self.report["latency_target"] = error.record
+                self.report["stop_reason"] = str(error)
+                self._write_record()
+            raise
+        self.report["latency_target"] = record
+        self.args.target_macs = record["chosen_macs_fraction"]
+        if not record["met"]:
+            warn(
+                f"{PREFIX}{request_text(key, value)}: no candidate within {record['tolerance']:.0%} of the goal after "
+                f"{len(record['candidates'])} candidates; pruning to the closest, target_macs="
+                f"{record['chosen_macs_fraction']:.3f} ({record['chosen_speedup']:.2f}× measured)"
+            )
+        self._write_record()
 
     def _open(self, save_dir: Path) -> None:
         """Use ``save_dir`` as the run folder."""
@@ -174,6 +205,8 @@ class PruneRun:
             },
         }
         self._write_record()
+        if latency_request(self.args) is not None:
+            self._search_latency_target(model)
         return model
 
     def _restore(self):
@@ -186,6 +219,9 @@ class PruneRun:
         # what the columns hold, for a report written before it was recorded
         self.report.setdefault("metrics", dict(zip(("map50", "map50_95"), metric_names(self.config.task))))
         self.report["save_dir"] = str(self.save_dir)  # the folder may have been moved since
+        chosen = (self.report.get("latency_target") or {}).get("chosen_macs_fraction")
+        if latency_request(self.args) is not None and chosen is not None:
+            self.args.target_macs = chosen  # found when the run started: the resumed steps prune to it too
         self.report["baseline"]["weights"] = str(self.weights_dir / "baseline.pt")
         for row in self.report["steps"]:
             row["weights"] = str(self.weights_dir / f"step_{row['step']}.pt")
@@ -224,7 +260,7 @@ class PruneRun:
         note = f" ({self.config.epochs_note})" if self.config.epochs_note else ""
         LOGGER.info(
             f"{PREFIX}plan: {left} step(s) × {epochs} epochs = {left * epochs} fine-tune epochs{note}, on {data}, "
-            f"at imgsz={self.args.imgsz}"
+            f"at imgsz={self.args.imgsz}" + self._latency_plan()
         )
         if epochs > 0:
             given = self.config.user_overrides
@@ -248,6 +284,17 @@ class PruneRun:
                     + (self.target_text() if self.macs_goal() is not None else f"rate={self.args.rate}")
                     + "; max_map_drop is not applied (mAP without fine-tuning always collapses; set it to apply it)"
                 )
+
+    def _latency_plan(self) -> str:
+        """The plan line's words on a latency target: the request and the MACs fraction found for it."""
+        record = self.report.get("latency_target")
+        if not record or record.get("chosen_macs_fraction") is None:
+            return ""
+        return (
+            f"; {request_text(record['key'], record['requested'])} in {record['runtime']} → "
+            f"target_macs={record['chosen_macs_fraction']:.3f} (measured {record['chosen_speedup']:.2f}× on a "
+            f"candidate, {len(record['candidates'])} timed)"
+        )
 
     def _log_interrupted(self) -> None:
         """Say where the results of an interrupted run are, which step was completed last, and how to resume."""
@@ -342,11 +389,18 @@ class PruneRun:
         return None
 
     def has_target(self) -> bool:
-        """Return True when a MACs target (``target_macs`` or ``target_gmacs``) sets how much is pruned."""
-        return self.args.target_macs is not None or self.args.target_gmacs is not None
+        """Return True when a target (``target_macs``, ``target_gmacs``, ``target_speedup``, ``target_latency``) sets how
+        much is pruned."""
+        return (self.args.target_macs is not None or self.args.target_gmacs is not None
+                or latency_request(self.args) is not None)
 
     def target_text(self) -> str:
-        """The MACs target as the user gave it, e.g. ``target_macs=0.43``."""
+        """The target as the user gave it, e.g. ``target_macs=0.43``; a latency target with the MACs fraction found for
+        it once it is known, e.g. ``target_speedup=2 (target_macs=0.412)``."""
+        request = latency_request(self.args)
+        if request is not None:
+            found = f" (target_macs={self.args.target_macs:.3f})" if self.args.target_macs is not None else ""
+            return request_text(*request) + found
         key = "target_macs" if self.args.target_macs is not None else "target_gmacs"
         return f"{key}={getattr(self.args, key):g}"
 
@@ -359,6 +413,19 @@ class PruneRun:
     def _write_record(self) -> None:
         """Write the step CSV, the JSON report and the plot (each atomically)."""
         write_record(self.save_dir, self.report, budget=self._budget())
+
+    def _final_speedup(self) -> Dict[str, Any]:
+        """The kept model's speed-up over the input as the run measured it at the end, in ``runtime=``: the pruned
+        FP32 ONNX artefact's row (timed there with ``threads=``), else the ONNX Runtime check's."""
+        for row in self.report.get("artefacts") or []:
+            if (row["model"], row["format"], row["precision"], row["runtime"]) == ("pruned", "onnx", "fp32",
+                                                                                   self.args.runtime):
+                return {"final_speedup": row.get("speedup"), "final_latency_ms": row.get("latency_ms"),
+                        "final_measured_in": self.args.runtime}
+        onnx = self.report.get("onnx") or {}
+        return {"final_speedup": onnx.get("speedup"),
+                "final_latency_ms": (onnx.get("latency_ms") or {}).get("pruned", {}).get("median_ms"),
+                "final_measured_in": "onnxruntime"}
 
     def _budget(self) -> Optional[float]:
         """The least main metric within ``max_map_drop``; None without data or when no budget applies."""
@@ -407,6 +474,8 @@ class PruneRun:
             fast_dfl=bool(self.args.fast_dfl),
         )
         self.report["artefact_budget"] = self._budget()  # the least main metric the artefact line accepts
+        if self.report.get("latency_target"):
+            self.report["latency_target"].update(self._final_speedup())
         self._write_record()
         LOGGER.info(summary_table(self.report, self.args.imgsz))
         LOGGER.info(f"{PREFIX}results saved to {colorstr('bold', self.save_dir)}")

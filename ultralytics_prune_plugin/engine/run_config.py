@@ -92,6 +92,7 @@ class RunConfig:
         """The arguments that define this run, for the report."""
         keys = ("task", "model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
         keys += ("max_map_drop", "round_to", "min_channels", "target_macs", "target_gmacs", "importance", "global_pruning")
+        keys += ("target_speedup", "target_latency")
         keys += ("max_layer_rate", "isomorphic", "layer_rates", "ignore_layers", "prune_head", "distill", "teacher")
         keys += ("formats", "runtime", "threads")
         return {**{k: getattr(self.args, k) for k in keys}, "int8": self.int8}
@@ -164,6 +165,7 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
             f"'target_macs={args.target_macs}' and 'target_gmacs={args.target_gmacs}' were both given: give one MACs "
             "target, a fraction of the input's MACs (target_macs) or a number of GMACs (target_gmacs)"
         )
+    _check_one_target(args)
     config = RunConfig(args, yolo.task, checkpoint_overrides, user_overrides, input_train_args,
                        resume_dir=resume_dir, resume_report=resume_report)
     config.epochs_note = _default_epochs(config)
@@ -177,6 +179,17 @@ def resolve_run_config(yolo, overrides: Dict[str, Any]) -> RunConfig:
         raise PluginArgumentError("'importance=taylor' needs the training loss, hence 'data': give 'data=...'")
     _check_deployment(config)
     return config
+
+
+def _check_one_target(args) -> None:
+    """Refuse, in one line, a MACs target and a latency target, or two latency targets, given together."""
+    given = [k for k in ("target_macs", "target_gmacs", "target_speedup", "target_latency") if getattr(args, k) is not None]
+    if len(given) > 1:
+        named = " and ".join(f"'{k}={getattr(args, k)}'" for k in given)
+        raise PluginArgumentError(
+            f"{named} were {'both' if len(given) == 2 else 'all'} given: give one target, a MACs target (target_macs or target_gmacs) or a latency "
+            "measured on 'runtime' (target_speedup or target_latency)"
+        )
 
 
 def _check_deployment(config: RunConfig) -> None:

@@ -87,6 +87,9 @@ class PruneReport(TypedDict, total=False):
     resumed: List[Dict[str, Any]]
     slim: Dict[str, Any]
     target_macs: Dict[str, Any]
+    # target_speedup / target_latency: the search (requested, runtime, threads, imgsz, candidates with their MACs
+    # fraction, measured ms and speed-up, chosen_macs_fraction), and final_speedup, the kept model's measured speed-up
+    latency_target: Dict[str, Any]
     final: FinalRecord
     onnx: Dict[str, Any]
     artefacts: List["ArtefactRow"]  # formats= / int8=: every artefact and the stock references, measured

@@ -140,6 +140,17 @@ def _notes(report: PruneReport, main: str) -> List[str]:
             f"{target.get('key', 'target_macs')}={target['requested']:g}: a goal of {target['goal_macs'] / 1e9:.3f} "
             f"GMACs; the kept model has {target['reached_macs'] / 1e9:.3f}: " + ("met" if target["met"] else "not met")
         )
+    latency = report.get("latency_target")
+    if latency and latency.get("chosen_macs_fraction") is not None:
+        final_speedup = latency.get("final_speedup")
+        final = (f"the kept model measures {final_speedup:.2f}× in {latency.get('final_measured_in')} at the end"
+                 if final_speedup is not None else "the kept model was not timed")
+        notes.append(
+            f"{latency['key']}={latency['requested']:g} in {latency['runtime']} (threads={latency['threads']}, "
+            f"imgsz={latency['imgsz']}, batch 1): target_macs={latency['chosen_macs_fraction']:.3f} found by timing "
+            f"{len(latency['candidates'])} candidate(s), {latency['chosen_speedup']:.2f}× on its candidate; "
+            + final + (f" (requested {_requested_speedup(latency):.2f}×)" if _requested_speedup(latency) else "")
+        )
     if onnx.get("fast_dfl"):
         notes.append("fast_dfl=True: both ONNX files exported with it, so the latencies compare like with like")
     if "onnx_map50_95" in onnx:
@@ -154,6 +165,14 @@ def _notes(report: PruneReport, main: str) -> List[str]:
     if report.get("resumed"):
         notes.append("resumed at " + ", ".join(f"step {r['at_step']} ({r['time']})" for r in report["resumed"]))
     return notes
+
+
+def _requested_speedup(latency: Dict[str, Any]) -> Optional[float]:
+    """The speed-up a latency target asks for: ``target_speedup`` itself, or the input's latency over
+    ``target_latency`` as the search measured it."""
+    if latency["key"] == "target_speedup":
+        return latency["requested"]
+    return latency["input_ms"] / latency["requested"] if latency.get("input_ms") else None
 
 
 def _signed(value: float, fmt: str) -> str:
