@@ -18,8 +18,8 @@ ratio depends on the runtime, its thread count and the input size. So the search
    candidates so far (:func:`_rate_for`).
 3. The first candidate aims at ``f = 1 / requested speed-up`` of the MACs (a MACs cut equal to the speed-up). The
    next ones come from interpolation of log(latency / goal) against log(f): between the closest candidates on either
-   side of the goal, or, while every candidate is still too slow, by extrapolation from the two most pruned ones
-   (at most a third of the fraction per candidate). The search stops at the first candidate within
+   side of the goal, or, while every candidate is still too slow, by extrapolation from the most pruned one (at most
+   a third of the fraction per candidate). The search stops at the first candidate within
    :data:`TOLERANCE` of the goal, after :data:`MAX_CANDIDATES`, or when a rate gives the MACs of a candidate already
    timed (``round_to`` leaves no width between two candidates).
 4. The chosen fraction is the MACs fraction of the least-pruned candidate within the tolerance (or faster); without
@@ -164,10 +164,13 @@ def _next_fraction(points: List[Tuple[float, float]], first: float) -> Optional[
             margin = 0.1 * (xs - xf)  # keep strictly inside the bracket
             x = min(max(x, xf + margin), xs - margin)
     elif slow:
-        (x1, e1), (x2, e2) = sorted(slow, key=lambda p: p[0])[:2]  # the two most pruned, x1 < x2
+        x1, e1 = min(slow, key=lambda p: p[0])  # the most pruned
         if x1 <= floor + 1e-9:
             return None
-        slope = (e2 - e1) / (x2 - x1)
+        # the secant to the nearest slow point at least 0.1 away in log(f) (the input, at worst): two candidates of
+        # nearly the same MACs (round_to steps) give a noisy, flat slope that would throw the next one to the floor
+        x2, e2 = min((p for p in slow if p[0] - x1 >= 0.1), key=lambda p: p[0], default=(0.0, pts[-1][1]))
+        slope = (e2 - e1) / (x2 - x1) if x2 > x1 else 0.0
         x = x1 - e1 / slope if slope > 1e-3 else x1 - math.log(3)
         x = max(x, x1 - math.log(3), floor)
     else:  # every candidate is fast enough: prune less
