@@ -10,6 +10,9 @@ Ultralytics' internals:
 * training batches, validation and ONNX checks: ``train_images`` (the training split a trainer's data loader takes),
   ``val_precision`` (a validation's precision argument), ``onnxruntime_session`` (the ONNX Runtime session an
   ``AutoBackend`` runs);
+* deployment artefacts: ``runs_openvino`` (whether an ``AutoBackend`` runs an OpenVINO model), ``exports_onnx_int8``
+  (whether the exporter quantizes ONNX), ``int8_export_args`` (its INT8 keyword), ``precision_request`` (the key by
+  which a run's arguments ask for INT8: ``int8``, or 8.4's ``quantize``);
 * distillation: ``head_branches`` (a head's raw training-mode output as ``(boxes, scores)`` per branch),
   ``add_loss_term`` (one more term in a criterion's loss and loss items), ``add_loss_name`` and ``named_loss_items``
   (the trainer's names for the loss items), ``distill_model`` (the teacher of Ultralytics' own distillation).

@@ -129,9 +129,30 @@ def apply_fixes() -> None:
     compat.fix_onnx_export(ultralytics.engine.exporter)
 
 
+def runs_openvino(backend) -> bool:
+    """Whether an ``AutoBackend`` runs an OpenVINO model (8.1/8.2 flag it as ``backend.xml``)."""
+    return bool(getattr(backend, "xml", False))
+
+
+def exports_onnx_int8() -> bool:
+    """Whether the exporter quantizes ONNX to INT8: not in 8.1/8.2 (their ``int8`` applies to other formats)."""
+    return False
+
+
+def precision_request(args) -> Tuple[str, Any]:
+    """The key and value by which a run's arguments ask for a precision: ``int8`` on 8.1/8.2."""
+    return "int8", getattr(args, "int8", False)
+
+
+def int8_export_args() -> Dict[str, Any]:
+    """The exporter's keyword for an INT8 export: ``int8=True`` on 8.1/8.2."""
+    return {"int8": True}
+
+
 __all__ = ("VERSIONS", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model",
            "val_precision", "train_images", "onnxruntime_session", "head_branches", "add_loss_term", "add_loss_name",
-           "named_loss_items", "distill_model")
+           "named_loss_items", "distill_model", "runs_openvino", "exports_onnx_int8",
+           "precision_request", "int8_export_args")
 
 VERSIONS = ">=8.1.0,<8.3.0"
 

@@ -141,9 +141,45 @@ def distill_model(args) -> Optional[str]:
     return getattr(args, "distill_model", None)
 
 
+ONNX_INT8_SINCE = "8.4.60"  # the first Ultralytics release whose exporter quantizes ONNX to INT8
+
+
+def runs_openvino(backend) -> bool:
+    """Whether an ``AutoBackend`` runs an OpenVINO model: 8.3 flags it as ``backend.xml``, 8.4 names it in
+    ``backend.format``."""
+    return getattr(backend, "format", None) == "openvino" or bool(getattr(backend, "xml", False))
+
+
+def exports_onnx_int8() -> bool:
+    """Whether the installed exporter quantizes ONNX to INT8 (8.4.60 and later)."""
+    import ultralytics
+    from ultralytics.utils.checks import check_version
+
+    return check_version(ultralytics.__version__, f">={ONNX_INT8_SINCE}")
+
+
+def precision_request(args) -> Tuple[str, Any]:
+    """The key and value by which a run's arguments ask for a precision: ``int8`` on 8.3; on 8.4 ``quantize``, into
+    which Ultralytics itself turns ``int8=True`` (``quantize=8``)."""
+    from ultralytics.cfg import DEFAULT_CFG
+
+    if "quantize" in vars(DEFAULT_CFG):
+        return "quantize", getattr(args, "quantize", None)
+    return "int8", getattr(args, "int8", False)
+
+
+def int8_export_args() -> Dict[str, Any]:
+    """The exporter's keyword for an INT8 export: ``int8=True`` on 8.3, ``quantize=8`` on 8.4 (its ``int8`` is a
+    deprecated alias)."""
+    from ultralytics.cfg import DEFAULT_CFG
+
+    return {"quantize": 8} if "quantize" in vars(DEFAULT_CFG) else {"int8": True}
+
+
 __all__ = ("VERSIONS", "supports", "apply", "after_cfg_print", "load_weights", "load_yaml", "unwrap_model",
            "val_precision", "train_images", "onnxruntime_session", "head_branches", "add_loss_term", "add_loss_name",
-           "named_loss_items", "distill_model")
+           "named_loss_items", "distill_model", "runs_openvino", "exports_onnx_int8",
+           "precision_request", "int8_export_args")
 
 VERSIONS = ">=8.3.0,<8.5.0"
 

@@ -38,16 +38,14 @@ PathLike = Union[str, os.PathLike]
 # format -> (what Ultralytics' exporter appends to the checkpoint's stem, the runtime that runs it natively)
 FORMATS: Dict[str, Tuple[str, str]] = {"onnx": (".onnx", "onnxruntime"), "openvino": ("_openvino_model", "openvino")}
 CALIBRATION_IMAGES = 300  # Ultralytics recommends >= 300 calibration images; more only slows the export
-ONNX_INT8_SINCE = "8.4.60"  # the first Ultralytics release whose exporter quantizes ONNX to INT8
 _MIB = float(1 << 20)
 
 
 def onnx_int8_supported() -> bool:
-    """True when the installed Ultralytics exports ONNX INT8 (8.4.60 and later)."""
-    import ultralytics
-    from ultralytics.utils.checks import check_version
+    """True when the installed Ultralytics exports ONNX INT8 (8.4.60 and later; the adapter of the series knows)."""
+    from ultralytics_prune_plugin.adapters import internals
 
-    return check_version(ultralytics.__version__, f">={ONNX_INT8_SINCE}")
+    return internals().exports_onnx_int8()
 
 
 def timing_runtime(fmt: str, runtime: str) -> str:
@@ -88,7 +86,7 @@ def check_deployment_request(formats: Sequence[str], int8: bool, runtime: str, h
         import ultralytics
 
         raise PluginArgumentError(
-            f"'{int8_key}' with formats=onnx needs Ultralytics >= {ONNX_INT8_SINCE}, whose exporter quantizes ONNX "
+            f"'{int8_key}' with formats=onnx needs Ultralytics >= 8.4.60, whose exporter quantizes ONNX "
             f"(this is {ultralytics.__version__}); use formats=openvino for INT8 here, or upgrade Ultralytics"
         )
     if "openvino" in formats:
@@ -154,9 +152,9 @@ def export_artefact(
 
 def _int8_kwargs() -> Dict[str, Any]:
     """The exporter's INT8 switch: ``quantize=8`` on 8.4 (where ``int8`` is its deprecated alias), else ``int8``."""
-    from ultralytics.utils import DEFAULT_CFG_DICT
+    from ultralytics_prune_plugin.adapters import internals
 
-    return {"quantize": 8} if "quantize" in DEFAULT_CFG_DICT else {"int8": True}
+    return internals().int8_export_args()
 
 
 def _calibration_fraction(data: str) -> float:
@@ -233,7 +231,9 @@ def _validate_openvino(path: Path, data: PathLike, imgsz: int, task: str, val_kw
         args["project"] = str(args["project"])
     metrics = model.val(validator=validator, **args)
     backend = backends[0] if len(backends) == 1 else None
-    if not (getattr(backend, "format", None) == "openvino" or getattr(backend, "xml", False)):  # 8.4 / 8.1-8.3
+    from ultralytics_prune_plugin.adapters import internals
+
+    if backend is None or not internals().runs_openvino(backend):
         raise RuntimeError(f"the validator did not run {path.name} in OpenVINO (backend: {type(backend).__name__})")
     return {**read_metrics(task, metrics), "metric_names": names, "backend": "openvino", "save_dir": Path(metrics.save_dir)}
 

@@ -202,8 +202,9 @@ def _check_deployment(config: RunConfig) -> None:
     from ultralytics_prune_plugin.deploy.artefacts import check_deployment_request
 
     args = config.args
-    if "quantize" in vars(DEFAULT_CFG):  # 8.4
-        quantize = getattr(args, "quantize", None)
+    key, value = internals().precision_request(args)
+    if key == "quantize":  # 8.4
+        quantize = value
         if quantize not in (None, 8, 32, "int8", "fp32"):
             raise PluginArgumentError(
                 f"'quantize={quantize}' is not valid in prune mode: the artefacts are FP32, and INT8 too with "
@@ -211,7 +212,7 @@ def _check_deployment(config: RunConfig) -> None:
             )
         config.int8, key = quantize in (8, "int8"), f"quantize={quantize}"  # int8=True arrives as quantize=8
     else:
-        config.int8, key = bool(getattr(args, "int8", False)), "int8=True"
+        config.int8, key = bool(value), "int8=True"
     check_deployment_request(parse_formats(args.formats), config.int8, args.runtime, config.data is not None, key)
 
 
