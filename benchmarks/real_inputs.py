@@ -49,6 +49,17 @@ def _epochs(run: Path) -> tuple[int, float]:
     return len(rows), max(float(r["metrics/mAP50-95(B)"]) for r in rows)
 
 
+def _train_seconds(run: Path) -> float:
+    """Training time from the run's results.csv: Ultralytics' ``time`` column restarts at each resume, so the time
+    reached before every restart is added to the last one (0 where the column is absent)."""
+    with open(run / "results.csv", newline="") as f:
+        times = [float(r["time"]) for r in ({k.strip(): v for k, v in r.items()} for r in csv.DictReader(f))
+                 if r.get("time")]
+    if not times:
+        return 0.0
+    return sum(a for a, b in zip(times, times[1:]) if b < a) + times[-1]
+
+
 def train_input(model: str, data: Path, runs: Path) -> Path:
     """Train (or resume, or reuse) one converged input; returns its best.pt."""
     from ultralytics import YOLO
@@ -79,9 +90,10 @@ def main() -> int:
         epochs, best_map = _epochs(best.parent.parent)
         entry = record.setdefault(model, {"wall_s": 0.0})
         entry.update(best=str(best), epochs=epochs, best_map50_95=best_map, train_args=TRAIN_ARGS,
-                     wall_s=entry["wall_s"] + time.time() - start, threads=os.environ.get("OMP_NUM_THREADS"))
+                     wall_s=entry["wall_s"] + time.time() - start, threads=os.environ.get("OMP_NUM_THREADS"),
+                     train_s=_train_seconds(best.parent.parent))
         log.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"{model}: {epochs} epochs, best mAP50-95 {best_map:.3f}, {entry['wall_s'] / 3600:.2f} h")
+        print(f"{model}: {epochs} epochs, best mAP50-95 {best_map:.3f}, {entry['train_s'] / 3600:.2f} h of training")
     return 0
 
 

@@ -43,6 +43,8 @@ import real_inputs  # noqa: E402
 import real_report  # noqa: E402
 from yolo_cli import run_logged  # noqa: E402
 
+from ultralytics_prune_plugin.config import plugin_keys  # noqa: E402
+
 COMMON = ["imgsz=320", "batch=8", "workers=1", "seed=0", "deterministic=False", "plots=False"]
 # The fine-tune defaults of a prune run, spelled out for the control and the continuations (yolo train does not
 # apply them): SGD, one optimizer step per batch, no warm-up, mosaic closed throughout.
@@ -181,9 +183,12 @@ def main(argv=None) -> Dict[str, Any]:
                 save()
                 print(f"{model} continue {name}: {' '.join(f'{m:.3f}' for m in row['epoch_map50_95'])}", flush=True)
         if "recipe" in args.parts:
-            control = _train(f"control_{model}_{budget}", best, data, budget,
-                             [*FT_DEFAULTS, f"close_mosaic={budget}"], runs)
-            record.setdefault("controls", {})[model] = {"epochs": budget, **control}
+            # the control trains as the variant's fine-tunes do: the defaults, then the variant's training keys
+            train_keys = [k for k in args.keys if k.split("=", 1)[0] not in plugin_keys()]
+            suffix = "" if not train_keys else "_" + "_".join(k.replace("=", "") for k in train_keys)
+            control = _train(f"control_{model}_{budget}{suffix}", best, data, budget,
+                             [*FT_DEFAULTS, f"close_mosaic={budget}", *train_keys], runs)
+            record.setdefault("controls", {})[f"{model}{suffix}"] = {"epochs": budget, **control}
             for target in args.targets:
                 keys = [f"target_macs={target}", "iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1",
                         *args.keys]

@@ -34,11 +34,11 @@ def _gmacs(macs: Optional[float]) -> str:
 
 
 def _inputs_table(record: Dict[str, Any]) -> List[str]:
-    lines = ["| model | epochs trained | best mAP50-95 | training wall time | ONNX Runtime latency |", "|---|---|---|---|---|"]
+    lines = ["| model | epochs trained | best mAP50-95 | training time | ONNX Runtime latency |", "|---|---|---|---|---|"]
     latency = record.get("latency_ms", {})
     for model, info in record.get("inputs", {}).items():
         lines.append(f"| {model} | {info.get('epochs')} | {_num(info.get('best_map50_95'))} | "
-                     f"{info.get('wall_s', 0) / 3600:.1f} h | {_num(latency.get(model), 1)} ms |")
+                     f"{info.get('train_s', info.get('wall_s', 0)) / 3600:.1f} h | {_num(latency.get(model), 1)} ms |")
     return lines
 
 
@@ -159,7 +159,7 @@ def write(record: Dict[str, Any], out: Path) -> Path:
         "## Continuing the input without pruning (does a fine-tune start by collapsing?)",
         "",
         *_continue_table(record),
-        "## The default recipe against its input and its control",
+        "## Recipes against their input and their control",
         "",
         *_recipe_table(record),
         "",
