@@ -30,7 +30,7 @@ PYTEST := -m pytest -q -p no:cacheprovider --durations=40
 PARALLEL := OMP_NUM_THREADS=1
 XDIST := -n 2 --dist loadfile
 
-.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench bench-real clean
+.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench bench-real bench-deploy clean
 
 install: $(VENV)/.installed
 
@@ -93,6 +93,17 @@ bench-real: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_inputs.py yolov8n yolo11n yolov8s yolo11s
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --models yolov8n yolo11n
 	$(BIN)/python benchmarks/real_images.py
+
+# Deployable artefacts (benchmarks/deploy.py) of the real-data yolov8n input and its MACs-targeted pruned model (made by
+# bench-real): ONNX and OpenVINO, FP32 and INT8, mAP at the training size, timed at 640 px on 1 and all threads.
+# Writes benchmarks/results_deploy.md, .json and the mAP-against-latency plot. Skips when the inputs are missing.
+BENCH_REAL ?= runs/bench_real
+DEPLOY_PRUNED ?= $(BENCH_REAL)/runs/default_yolov8n_0.5/weights/pruned.pt
+bench-deploy: install
+	@if [ -f $(BENCH_REAL)/inputs/yolov8n/weights/best.pt ] && [ -f $(DEPLOY_PRUNED) ]; then \
+		$(BIN)/python benchmarks/deploy.py stock=$(BENCH_REAL)/inputs/yolov8n/weights/best.pt \
+			pruned_macs=$(DEPLOY_PRUNED) --data $(BENCH_REAL)/data/trees/data.yaml --imgsz 640 --runs 30; \
+	else echo "bench-deploy: no real-data inputs under $(BENCH_REAL) (run make bench-real first)"; fi
 
 clean:
 	rm -rf $(VENV) .venv-8.* $(TORCH_ENV) build *.egg-info
