@@ -98,6 +98,11 @@ def test_target_speedup_prunes_to_the_measured_fraction_and_reports_it(speedup_r
     summary = next(line for line in out.splitlines() if line.startswith("target_speedup=2 in onnxruntime"))
     assert f"{record['final_speedup']:.2f}×" in summary and "(requested 2.00×)" in summary
     assert not list(run_dir.rglob("latency_target_*"))  # the candidates' folder is gone
+    # the step, pruned to the chosen candidate's widths, is timed the same way: runtime, threads, imgsz, fastest run
+    assert report["step_latency"]["runtime"] == "onnxruntime" and report["step_latency"]["threads"] == 1
+    assert report["step_latency"]["imgsz"] == IMGSZ and report["step_latency"]["statistic"] == record["statistic"]
+    step = report["steps"][0]
+    assert step["speedup"] == pytest.approx(step["input_latency_ms"] / step["latency_ms"]) and step["speedup"] > 1.2
 
 
 def test_smaller_speedup_never_gives_a_smaller_fraction(speedup_run, tmp_path):

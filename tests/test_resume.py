@@ -136,7 +136,7 @@ def killed(setup):
     assert run["rc"] == -signal.SIGKILL
     copy = run["dir"].with_name("copied")
     shutil.copytree(run["dir"], copy)
-    return {**run, "copy": copy}
+    return {**run, "copy": copy, "step_1": _report(run["dir"])["steps"][0]}
 
 
 def test_sigkill_leaves_nothing_half_written(killed):
@@ -156,6 +156,12 @@ def test_resume_after_sigkill(killed, setup, uninterrupted):
     proc = run_yolo("prune", f"resume={killed['dir']}", cwd=setup["work"])
     _check_resumed(killed["dir"], uninterrupted, proc.stdout + proc.stderr)
     assert time.time() - started < 600
+    # step 1's measured latency comes from the report, as recorded before the kill; step 2 is timed by the resumed run
+    steps = _report(killed["dir"])["steps"]
+    for key in ("latency_ms", "speedup", "latency_median_ms", "input_latency_ms"):
+        assert steps[0][key] == killed["step_1"][key] and killed["step_1"][key] > 0, key
+        assert steps[1][key] > 0, key
+    assert steps[1]["speedup"] == pytest.approx(steps[1]["input_latency_ms"] / steps[1]["latency_ms"])
     again = run_yolo("prune", f"resume={killed['dir']}", cwd=setup["work"], check=False)
     assert again.returncode == 2 and "nothing to resume" in again.stderr
 

@@ -132,15 +132,27 @@ def _legend_clear_of_curves(fig, axes):
             assert not inside, (line.get_label(), inside)
 
 
+@pytest.mark.parametrize("timed", [False, True], ids=["macs", "measured speed-up"])
 @pytest.mark.parametrize("level", [0.03, 0.9])
-def test_prune_curve_legend_covers_no_curve(level):
+def test_prune_curve_legend_covers_no_curve(level, timed):
     from ultralytics_prune_plugin.report.plots import prune_curve_figure
 
     baseline = {"params": 3.0e6, "macs": 4.4e9, "map50_95": level}
     steps = [{"params": 3.0e6 * f, "macs": 4.4e9 * f, "pruned_map50_95": level * f * 0.3,
-              "recovered_map50_95": level * f * 0.9} for f in (0.8, 0.6, 0.45, 0.35)]
-    fig = prune_curve_figure(baseline, steps, kept_step=3, budget=level / 3)
+              "recovered_map50_95": level * f * 0.9, **({"speedup": 0.75 / f} if timed else {})}
+             for f in (0.8, 0.6, 0.45, 0.35)]
+    if timed:
+        steps[1]["speedup"] = None  # a step whose timing failed is left out of the curve
+    fig = prune_curve_figure(baseline, steps, kept_step=3, budget=level / 3, runtime="onnxruntime")
     _legend_clear_of_curves(fig, fig.axes)
+    assert len(fig.axes) == (3 if timed else 2)  # the mAP panel and its MACs axis, and the speed-up panel above
+    if timed:
+        top = fig.axes[2]
+        assert top.get_window_extent().y0 >= fig.axes[0].get_window_extent().y1  # above the mAP panel
+        curves = {line.get_label(): line.get_xydata() for line in top.get_lines()}
+        speed = curves["measured speed-up (×, fastest run, onnxruntime)"]
+        assert [tuple(p) for p in speed] == [(1.0, 1.0)] + [(f, 0.75 / f) for f in (0.8, 0.45, 0.35)]
+        assert [p[1] for p in curves["MACs cut (×)"]] == pytest.approx([1.0] + [1 / f for f in (0.8, 0.6, 0.45, 0.35)])
 
 
 def _gamma_runs():

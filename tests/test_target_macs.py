@@ -6,6 +6,7 @@ validates. 64 px keeps every run to a few seconds.
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -37,6 +38,18 @@ def test_depgraph_derives_each_step_from_the_target(tmp_path):
     assert report["final"]["rate_requested"] is None  # 'rate' played no part
     assert (f"target_macs=0.6: a goal of {target['goal_macs'] / 1e9:.3f} GMACs; the kept model has "
             f"{target['reached_macs'] / 1e9:.3f}: met") in log and "to reach" in log
+    # each step's latency, measured beside its MACs (against the input, interleaved, in onnxruntime at imgsz)
+    assert report["step_latency"]["runtime"] == "onnxruntime" and report["step_latency"]["imgsz"] == 64
+    assert report["step_latency"]["statistic"] == "min_ms"
+    rows = list(csv.DictReader((tmp_path / "dep" / "prune_steps.csv").open()))
+    assert len(rows) == 2 and (tmp_path / "dep" / "prune_curve.png").stat().st_size > 5000
+    for step, row in zip(steps, rows):
+        for key in ("latency_ms", "speedup", "latency_median_ms"):
+            assert float(row[key]) == pytest.approx(step[key], rel=1e-5) and step[key] > 0, (key, row)
+        assert step["speedup"] == pytest.approx(step["input_latency_ms"] / step["latency_ms"])
+        if step["macs"] <= 0.6 * base:  # a notable MACs cut is measurably faster, even at 64 px on a busy machine
+            assert step["speedup"] > 1.0, step
+        assert f"{step['speedup']:.2f}× faster measured in onnxruntime" in log
 
 
 def test_absolute_target_has_its_own_key(tmp_path):

@@ -18,9 +18,10 @@ The run directory follows Ultralytics' conventions (``runs/detect/prune``, ``pru
                                  ...) and the stock references they are timed against (baseline_openvino_model/)
       step_k/                    step k's fine-tune: an ordinary Ultralytics training run (results.csv, plots)
       val/                       the validation runs behind every mAP in the report
-      prune_steps.csv            one row per step
+      prune_steps.csv            one row per step (MACs and the measured latency_ms / speedup beside them: .step_latency)
       prune_report.json          everything: arguments, baseline, steps, kept step, ONNX check, summary
-      prune_curve.png            mAP before/after fine-tune against the remaining size, redrawn after each step
+      prune_curve.png            mAP before/after fine-tune against the remaining size, redrawn after each step, with
+                                 each step's MACs cut and measured speed-up above it
       slim_layers.csv            method=slim: every layer's channels before → after
 
 Every file gets the permissions of a plain ``open()`` (0666 less the umask).
@@ -52,6 +53,7 @@ from ultralytics_prune_plugin.engine.evaluation import Evaluator
 from ultralytics_prune_plugin.engine.latency_target import latency_request, request_text, search_macs_fraction
 from ultralytics_prune_plugin.engine.methods import METHODS, MethodInputs, PrunedStep
 from ultralytics_prune_plugin.engine.run_config import PREFIX, finetune_defaults, resolve_run_config
+from ultralytics_prune_plugin.engine.step_latency import StepTimer
 from ultralytics_prune_plugin.nn.structure import mark_restructured
 from ultralytics_prune_plugin.report.console import run_log, warn
 from ultralytics_prune_plugin.report.files import write_atomic, write_csv_atomic
@@ -79,6 +81,7 @@ class PruneRun:
         self.save_dir: Optional[Path] = None
         self.weights_dir: Optional[Path] = None
         self.evaluator: Optional[Evaluator] = None
+        self.step_timer: Optional[StepTimer] = None
         self.report: PruneReport = {}
 
     # The run -----------------------------------------------------------------------------------------------------------
@@ -96,6 +99,8 @@ class PruneRun:
             finally:
                 if self.evaluator is not None:  # None until the run has its folder (a run can fail before)
                     self.evaluator.close()  # the training batches' temporary folder, whatever ended the run
+                if self.step_timer is not None:
+                    self.step_timer.close()  # the steps' temporary ONNX files
 
     def _run(self) -> Dict[str, Any]:
         """Start (or resume) the run, prune step by step, finish."""
@@ -170,6 +175,14 @@ class PruneRun:
         self.save_dir = Path(save_dir)
         self.weights_dir = self.save_dir / "weights"
         self.evaluator = Evaluator(self.config, self.yolo.task_map[self.config.task]["validator"], self.save_dir)
+        self.step_timer = StepTimer(self._load_input, self.args.runtime, self.args.imgsz, threads=self.args.threads,
+                                    fast_dfl=bool(self.args.fast_dfl))
+
+    def _load_input(self) -> nn.Module:
+        """The run's input as the steps' models are built from it: ``weights/baseline.pt``, prepared for pruning."""
+        from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
+
+        return prepare_for_pruning(load_model(self.weights_dir / "baseline.pt"))
 
     def _start(self) -> nn.Module:
         """Create the run folder, save and measure the baseline, write the first record; return the model to prune."""
@@ -198,6 +211,7 @@ class PruneRun:
             "kept_step": 0,
             "stop_reason": None,
             "kept_whole": whole,  # modules the architecture policy never prunes
+            "step_latency": self.step_timer.settings(),  # how the steps' latency_ms and speedup were measured
             "run_overrides": {  # what a resume needs to go on with the same arguments
                 "checkpoint": resuming.jsonable_overrides(self.config.checkpoint_overrides),
                 "given": resuming.jsonable_overrides(self.config.user_overrides),
@@ -219,6 +233,7 @@ class PruneRun:
         # what the columns hold, for a report written before it was recorded
         self.report.setdefault("metrics", dict(zip(("map50", "map50_95"), metric_names(self.config.task))))
         self.report["save_dir"] = str(self.save_dir)  # the folder may have been moved since
+        self.report.setdefault("step_latency", self.step_timer.settings())  # a report written before it was recorded
         chosen = (self.report.get("latency_target") or {}).get("chosen_macs_fraction")
         if latency_request(self.args) is not None and chosen is not None:
             self.args.target_macs = chosen  # found when the run started: the resumed steps prune to it too
@@ -337,8 +352,13 @@ class PruneRun:
         pruned = self.evaluator.measure(model, f"step_{k}_pruned")
         row.update({key: pruned[key] for key in ("channels_kept", "macs", "params")})
         row["pruned_map50"], row["pruned_map50_95"] = pruned.get("map50"), pruned.get("map50_95")
+        row.update(self.step_timer.time_step(model, k))  # widths are final now: the fine-tune changes weights only
+        macs_cut = self.report["baseline"]["macs"] / row["macs"]
+        measured = (f" ({macs_cut:.2f}× fewer MACs, {row['speedup']:.2f}× faster measured in {self.args.runtime}: "
+                    f"{row['latency_ms']:.2f} ms vs {row['input_latency_ms']:.2f} ms)" if row["speedup"] else
+                    f" ({macs_cut:.2f}× fewer MACs)")
         LOGGER.info(
-            f"{PREFIX}step {k}: MACs {row['macs'] / 1e9:.3f} G, params {row['params']:,}, "
+            f"{PREFIX}step {k}: MACs {row['macs'] / 1e9:.3f} G{measured}, params {row['params']:,}, "
             f"channels kept {row['channels_kept']:.1%}, {self.metric} before fine-tune {fmt_value(row['pruned_map50_95'])}"
         )
         if self.args.epochs > 0:

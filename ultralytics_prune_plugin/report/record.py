@@ -22,6 +22,9 @@ STEP_COLUMNS = [
     "channels_kept",
     "macs",
     "params",
+    "latency_ms",
+    "speedup",
+    "latency_median_ms",
     "pruned_map50",
     "pruned_map50_95",
     "recovered_map50",
@@ -51,6 +54,13 @@ class StepRow(TypedDict, total=False):
     channels_kept: float
     macs: int
     params: int
+    # measured right after pruning, interleaved with the input in runtime= at imgsz, batch 1, threads= (step_latency);
+    # None when timing failed. latency_ms and speedup (input ms / step ms) from each model's fastest run (min_ms)
+    latency_ms: Optional[float]
+    speedup: Optional[float]
+    latency_median_ms: Optional[float]
+    input_latency_ms: Optional[float]
+    input_latency_median_ms: Optional[float]
     pruned_map50: Optional[float]  # right after pruning
     pruned_map50_95: Optional[float]
     recovered_map50: float  # after the step's fine-tune
@@ -84,6 +94,7 @@ class PruneReport(TypedDict, total=False):
     stop_reason: Optional[str]
     kept_whole: List[str]  # modules the architecture policy never prunes, e.g. 'model.10 (C2PSA)'
     run_overrides: Dict[str, Any]  # what a resume needs to go on with the same arguments
+    step_latency: Dict[str, Any]  # how the steps' latency_ms / speedup were measured (runtime, threads, imgsz, runs)
     resumed: List[Dict[str, Any]]
     slim: Dict[str, Any]
     target_macs: Dict[str, Any]
@@ -146,5 +157,6 @@ def write_record(save_dir: Path, report: PruneReport, budget: Optional[float] = 
     write_json_atomic(save_dir / REPORT_JSON, report)
     if report["steps"]:
         plot_prune_curve(
-            report["baseline"], report["steps"], save_dir / CURVE_PNG, kept_step=report["kept_step"], budget=budget
+            report["baseline"], report["steps"], save_dir / CURVE_PNG, kept_step=report["kept_step"], budget=budget,
+            runtime=(report.get("step_latency") or {}).get("runtime"),
         )
