@@ -176,6 +176,24 @@ def test_fastest_line_keeps_to_the_budget():
     assert "openvinoint8" in fastest_line(report) and "no mAP budget" in fastest_line(report)
     report["artefact_budget"] = 0.9
     assert "no pruned artefact" in fastest_line(report)
+    report["artefact_budget"] = -0.04  # max_map_drop above the baseline's mAP: any artefact, and said so
+    assert "openvinoint8" in fastest_line(report) and ">= -" not in fastest_line(report)
+    assert "the budget exceeds the baseline's" in fastest_line(report)
+
+
+def test_default_onnx_files_get_no_artefact_table():
+    """The default formats=onnx pair would repeat the summary's ONNX rows: no table, no second speed-up."""
+    from ultralytics_prune_plugin.report.summary import artefact_lines
+
+    rows = [{"model": m, "format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "path": f"w/{m}.onnx",
+             "latency_ms": ms, "speedup": 4.0 / ms, "map50_95": 0.5, "map50": 0.8, "size_mib": 1.0}
+            for m, ms in (("stock", 4.0), ("pruned", 2.0))]
+    report = {"metrics": {"map50": "box mAP50", "map50_95": "box mAP50-95"}, "args": {"max_map_drop": 0.2},
+              "artefact_budget": 0.3, "artefacts": rows}
+    assert artefact_lines(report) == []
+    rows.append({**rows[1], "precision": "int8", "path": "w/pruned_int8.onnx"})
+    lines = artefact_lines(report)
+    assert len([line for line in lines[:-1] if "onnxruntime" in line]) == 3 and "fastest artefact" in lines[-1]
 
 
 @needs_openvino

@@ -87,9 +87,12 @@ def artefact_lines(report: PruneReport) -> List[str]:
     The budget is ``report["artefact_budget"]``: the least main metric allowed (baseline minus ``max_map_drop``), or
     None when no budget applies (no data, or ``epochs=0`` without an explicit ``max_map_drop``). Speed-ups are
     against the stock (input) model's FP32 artefact of the same format in the same runtime.
+
+    A run that asked for no more than the default ONNX FP32 files gets no table: its two rows would repeat the
+    summary's ONNX size, latency and ONNX Runtime check (``prune_report.json`` keeps them as ``artefacts``).
     """
     rows = report.get("artefacts") or []
-    if not rows:
+    if all(r["format"] == "onnx" and r["precision"] == "fp32" for r in rows):
         return []
     secondary, main = report["metrics"]["map50"], report["metrics"]["map50_95"]
     threads = rows[0].get("threads")
@@ -122,8 +125,12 @@ def fastest_line(report: PruneReport) -> str:
     main = report["metrics"]["map50_95"]
     budget = report.get("artefact_budget")
     drop = report.get("args", {}).get("max_map_drop")
-    within = (f"within max_map_drop={drop} ({main} >= {budget:.4f})" if budget is not None
-              else "(no mAP budget applies to this run)")
+    if budget is None:
+        within = "(no mAP budget applies to this run)"
+    elif budget <= 0:
+        within = f"within max_map_drop={drop} (any {main}: the budget exceeds the baseline's)"
+    else:
+        within = f"within max_map_drop={drop} ({main} >= {budget:.4f})"
     best = fastest_artefact(report)
     if best is None:
         return f"{PREFIX}no pruned artefact is {within}; deploy the stock model or relax max_map_drop"
