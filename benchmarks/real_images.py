@@ -3,7 +3,7 @@ the pruned model's, side by side, so that readers can judge the detections by lo
 
 Reads the record of :mod:`real_prune` (``results_real.json``) for the input and the pruned model of ``--model`` at
 ``--target``, picks the val tile with the most hand-drawn crowns (or ``--image``), and writes
-``results_real_example.png`` beside the record.
+``results_real_example.jpg`` beside the record.
 
 Usage::
 
@@ -95,7 +95,7 @@ def main(argv=None) -> Path:
         (f"pruned, {row['macs_before'] / row['macs_after']:.2f}× fewer MACs (mAP50-95 {row['map50_95']:.3f})",
          detections(Path(row["pt"]), image, imgsz, args.conf), "magenta"),
     ]
-    out = draw(image, panels, args.record.parent / f"{args.record.stem}_example.png")
+    out = draw(image, panels, args.record.parent / f"{args.record.stem}_example.jpg")
     print(f"written {out}")
     return out
 
