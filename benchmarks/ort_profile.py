@@ -1,8 +1,9 @@
 """Where the ONNX Runtime CPU time of a YOLOv8 detector goes: a per-node profile, grouped into a few categories.
 
 ONNX Runtime's own profiler (``SessionOptions.enable_profiling``) records the kernel time of every node of the
-*optimised* graph on every run. :func:`profile_model` runs a model ``runs`` times after a warm-up, takes the median
-time of each node over the runs (robust to a busy machine), and sums the medians per category:
+*optimised* graph on every run. :func:`profile_model` profiles a model with the plugin's
+:func:`~ultralytics_prune_plugin.deploy.node_profile.profile_nodes` (``runs`` runs after a warm-up, the median time
+of each node over the runs, robust to a busy machine) and sums the medians per category:
 
 * ``conv backbone+neck``: convolutions outside the ``Detect`` head (the layers channel pruning shrinks);
 * ``conv Detect head``: the head's convolutions (never pruned; only their input widths shrink with the neck);
@@ -13,20 +14,16 @@ time of each node over the runs (robust to a busy machine), and sums the medians
 * ``other``: concatenations, splits, residual adds, upsampling and max-pooling of the backbone and neck.
 
 For each convolution the MACs are computed from the shapes the profiler records (output elements × input channels
-per group × kernel area), so that each category's share of the time can be set against its share of the MACs. The
-optimised graph itself is saved too, to count how many convolutions run in NCHWc and how many reorders it needed.
+per group × kernel area, :func:`~ultralytics_prune_plugin.deploy.node_profile.conv_macs`), so that each category's
+share of the time can be set against its share of the MACs. The optimised graph itself is saved too, to count how many convolutions run in NCHWc and how many reorders it needed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
-
-import numpy as np
 
 CATEGORIES = (
     "conv backbone+neck",
@@ -50,16 +47,6 @@ def _category(node: str, op: str, head_prefix: str) -> str:
     if in_head:
         return "head post-processing"
     return "other"
-
-
-def _conv_macs(args: dict) -> float:
-    """MACs of one convolution node from the shapes in its profiler record (0 when they are missing)."""
-    try:
-        out_shape = list(args["output_type_shape"][0].values())[0]
-        w_shape = list(args["input_type_shape"][1].values())[0]
-    except (KeyError, IndexError):
-        return 0.0
-    return float(np.prod(out_shape)) * float(np.prod(w_shape[1:]))
 
 
 def head_prefix_of(onnx_path: os.PathLike) -> str:
@@ -87,39 +74,20 @@ def profile_model(
         ``{"categories": {name: {"ms", "macs"}}, "total_ms", "nodes": [{"name", "op", "category", "ms", "macs"}]}``;
         ``total_ms`` is the sum of the per-node medians (close to, but not the same as, a run's wall time).
     """
-    import onnxruntime as ort
+    from ultralytics_prune_plugin.deploy.node_profile import profile_nodes
 
-    from ultralytics_prune_plugin.deploy.onnx import session_options
-
-    options = session_options(threads)
-    options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "ort_profile")
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        graph = optimized_graph_counts(Path(tmp) / "optimized.onnx")
-        feed = {session.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)}
-        for _ in range(warmup + runs):
-            session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    per_node: Dict[str, List[float]] = defaultdict(list)
-    info: Dict[str, dict] = {}
-    for event in events:
-        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
-            continue
-        per_node[event["name"]].append(event["dur"] / 1e3)
-        info[event["name"]] = event.get("args", {})
+        optimized = Path(tmp) / "optimized.onnx"
+        profiled = profile_nodes(onnx_path, imgsz, "onnxruntime", threads=threads, runs=runs, warmup=warmup,
+                                 optimized_model=optimized)
+        graph = optimized_graph_counts(optimized)
     head = head_prefix_of(onnx_path)
     nodes, categories = [], {c: {"ms": 0.0, "macs": 0.0} for c in CATEGORIES}
-    for name, durations in per_node.items():
-        args = info[name]
-        op = args.get("op_name", "?")
-        ms = float(np.median(durations[warmup:] if len(durations) > warmup else durations))
-        category = _category(name, op, head)
-        macs = _conv_macs(args) if op == "Conv" else 0.0
-        categories[category]["ms"] += ms
-        categories[category]["macs"] += macs
-        nodes.append({"name": name[: -len("_kernel_time")], "op": op, "category": category, "ms": ms, "macs": macs})
+    for node in profiled:
+        category = _category(node.name, node.op, head)
+        categories[category]["ms"] += node.ms
+        categories[category]["macs"] += node.macs
+        nodes.append({"name": node.name, "op": node.op, "category": category, "ms": node.ms, "macs": node.macs})
     return {"categories": categories, "total_ms": sum(n["ms"] for n in nodes), "nodes": nodes, "graph": graph}
 
 

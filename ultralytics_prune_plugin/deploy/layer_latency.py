@@ -1,0 +1,189 @@
+"""A model's per-layer latency table in a runtime, measured once and cached on disk.
+
+:func:`layer_latency_table` exports an evaluation copy of a model to a temporary ONNX file
+(:func:`~.module_onnx.export_module_onnx`, the graph the run's ``pruned.onnx`` gets), profiles every node in the
+runtime (:func:`~.node_profile.profile_nodes`: the median over ``runs`` runs after a warm-up) and maps each node to
+the module it came from. The result, a :class:`LayerLatencyTable`, says how many milliseconds each module costs
+where the model will run; a latency-aware allocation reads it to decide which layers lose more channels.
+
+Cache: profiling yolov8n at 640 px takes seconds, and a run asks for the same table several times (the latency
+target's candidates, every step). Tables are JSON files in Ultralytics' settings folder (``USER_CONFIG_DIR``, set by
+``YOLO_CONFIG_DIR``; ``yolo settings`` shows where), under ``prune_plugin/layer_latency/``, so that every run on the
+machine shares them. A file is used only when its recorded key equals the one asked for (:func:`table_key`): the
+runtime and its version, the CPU model, ``imgsz``, ``threads`` (None: the runtime's default), the export variant
+(``fast_dfl``) and :func:`width_signature` of the model (every convolution's name, widths, kernel, stride and
+groups). Any change of these measures a new table; weights play no part (latency does not depend on them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from torch import nn
+
+from ultralytics_prune_plugin.deploy.node_profile import NodeTime, profile_nodes, runtime_version
+from ultralytics_prune_plugin.deploy.runtimes import check_threads
+
+__all__ = ["LayerLatencyTable", "layer_latency_table", "table_key", "width_signature", "cpu_model",
+           "default_cache_dir"]
+
+TABLE_FORMAT = 1  # bumped when the file's layout or the way it is measured changes
+RUNS, WARMUP = 20, 3
+
+
+@dataclass
+class LayerLatencyTable:
+    """Per-node times of one model in one runtime, with what they were measured under.
+
+    Attributes:
+        key: What the table is valid for (:func:`table_key`).
+        nodes: The executed nodes with their median times (:class:`~.node_profile.NodeTime`).
+        runs: Runs the medians were taken over.
+        path: The cache file.
+        from_cache: True when read from the cache, False when measured by this call.
+    """
+
+    key: Dict[str, Any]
+    nodes: List[NodeTime]
+    runs: int
+    path: Optional[Path] = None
+    from_cache: bool = False
+    _by_module: Dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def total_ms(self) -> float:
+        """The sum of all nodes' median times (close to, not the same as, one run's wall time)."""
+        return sum(node.ms for node in self.nodes)
+
+    def module_ms(self) -> Dict[str, float]:
+        """Milliseconds per module name: the summed times of the nodes mapped to it (unmapped nodes left out)."""
+        if not self._by_module:
+            for node in self.nodes:
+                if node.module is not None:
+                    self._by_module[node.module] = self._by_module.get(node.module, 0.0) + node.ms
+        return self._by_module
+
+    def ms_within(self, module: str) -> float:
+        """Milliseconds of ``module`` and everything inside it (``model.2.cv1``: its convolution and activation)."""
+        prefix = module + "."
+        return sum(ms for name, ms in self.module_ms().items() if name == module or name.startswith(prefix))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The table as the cache stores it."""
+        return {"key": self.key, "runs": self.runs, "total_ms": self.total_ms,
+                "nodes": [node.to_dict() for node in self.nodes]}
+
+
+def default_cache_dir() -> Path:
+    """``<Ultralytics settings folder>/prune_plugin/layer_latency``, where tables are cached by default."""
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    return Path(USER_CONFIG_DIR) / "prune_plugin" / "layer_latency"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name`` on Linux, else what ``platform`` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def width_signature(model: nn.Module) -> str:
+    """A short hash of the model's class and every convolution's name, input and output widths, kernel, stride and
+    groups: two models share it only when every layer has the same shape."""
+    rows = [type(model).__name__]
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            rows.append(f"{name}:{m.in_channels}:{m.out_channels}:{m.kernel_size}:{m.stride}:{m.groups}")
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def table_key(model: nn.Module, imgsz: int, runtime: str, threads: Optional[int], fast_dfl: bool = False) -> Dict[str, Any]:
+    """What a table measured now would be valid for; a cached table is used only when its key is equal."""
+    return {
+        "format": TABLE_FORMAT,
+        "runtime": runtime,
+        "runtime_version": runtime_version(runtime),
+        "cpu": cpu_model(),
+        "imgsz": int(imgsz),
+        "threads": check_threads(threads),
+        "fast_dfl": bool(fast_dfl),
+        "widths": width_signature(model),
+    }
+
+
+def layer_latency_table(
+    model: nn.Module,
+    imgsz: int,
+    runtime: str = "onnxruntime",
+    threads: Optional[int] = None,
+    fast_dfl: bool = False,
+    cache_dir: Optional[Union[str, Path]] = None,
+    runs: int = RUNS,
+    warmup: int = WARMUP,
+) -> LayerLatencyTable:
+    """The per-layer latency table of ``model`` in ``runtime``: from the cache when it holds one for the same key,
+    else measured now and cached.
+
+    Args:
+        model: An Ultralytics model (unchanged; an evaluation copy is exported). Node names map onto its module
+            names, so pass the form whose names you will look up (e.g. the unsplit form pruning uses).
+        imgsz: Square input size.
+        runtime: ``onnxruntime`` or ``openvino``.
+        threads: Threads inside one operator, or None for the runtime's default.
+        fast_dfl: Export the DFL as ``fast_dfl=True`` does.
+        cache_dir: Folder of the cached tables; default :func:`default_cache_dir`.
+        runs: Profiled runs per node when measuring.
+        warmup: Untimed runs before them.
+
+    Returns:
+        The table; ``from_cache`` says whether it was measured by this call.
+    """
+    from ultralytics_prune_plugin.deploy.module_onnx import export_module_onnx
+
+    key = table_key(model, imgsz, runtime, threads, fast_dfl)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = folder / f"{runtime}_{int(imgsz)}_{digest}.json"
+    cached = _read(path, key)
+    if cached is not None:
+        return cached
+    names = {name for name, _ in model.named_modules()}
+    with tempfile.TemporaryDirectory(prefix="layer_latency_") as tmp:
+        onnx_file = export_module_onnx(model, imgsz, Path(tmp) / "model.onnx", fast_dfl=fast_dfl)
+        nodes = profile_nodes(onnx_file, imgsz, runtime, threads=threads, runs=runs, warmup=warmup, module_names=names)
+    table = LayerLatencyTable(key, nodes, runs, path, from_cache=False)
+    _write(path, table.to_dict())
+    return table
+
+
+def _read(path: Path, key: Dict[str, Any]) -> Optional[LayerLatencyTable]:
+    """The cached table at ``path`` when it exists, parses and was measured for ``key``; else None."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("key") != key:
+            return None
+        nodes = [NodeTime(**node) for node in data["nodes"]]
+        return LayerLatencyTable(key, nodes, int(data["runs"]), path, from_cache=True)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _write(path: Path, data: Dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically (another process may read or write the same table at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
+    with os.fdopen(handle, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
