@@ -58,6 +58,7 @@ CASES = [
     ("taylor-without-data", "prune", {"importance": "taylor"}, ["'importance=taylor'", "'data"]),
     ("max-layer-rate-one", "prune", {"max_layer_rate": "1"}, ["'max_layer_rate=1'", "0 < max_layer_rate < 1"]),
     ("global-pruning-not-bool", "prune", {"global_pruning": "maybe"}, ["'global_pruning=maybe'", "True or False"]),
+    ("allocation-unknown", "prune", {"allocation": "fastest"}, ["'allocation=fastest'", "'uniform'", "'latency'"]),
     ("layer-rates-not-a-dict", "prune", {"layer_rates": "0.5"}, ["'layer_rates=0.5'", "dict of layer index"]),
     ("layer-rates-rate-one", "prune", {"layer_rates": "{{2:1.0}}"}, ["'layer_rates=", "0 <= rate < 1"]),
     ("layer-rates-no-such-layer", "prune", {"layer_rates": "{{99:0.5}}"}, ["'layer_rates' names layer 99", "layers 0-22"]),

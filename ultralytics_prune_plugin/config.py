@@ -20,6 +20,7 @@ import yaml
 METHODS = ("depgraph", "slim")
 SPARSE_METHODS = ("group",)  # methods of sparse training only: `yolo sparse method=group`
 IMPORTANCES = ("l2", "l1", "lamp", "taylor", "bn", "random")
+ALLOCATIONS = ("uniform", "latency")  # allocation= of `yolo prune`: how much each prunable group loses
 EXPORT_FORMATS = ("onnx", "openvino")  # formats= of `yolo prune`: what Ultralytics' exporter writes for the run
 RUNTIME_NAMES = ("onnxruntime", "openvino", "tensorrt")  # runtime= of `yolo prune`: what times the ONNX artefacts
 
@@ -93,6 +94,7 @@ _RULES: Dict[str, _Rule] = {
     "target_latency": _Rule("float", "a latency in milliseconds > 0 measured on 'runtime', or None", lambda v: v > 0.0, True),
     "importance": _Rule("choice", "one of " + ", ".join(f"'{m}'" for m in IMPORTANCES), lambda v: v in IMPORTANCES),
     "global_pruning": _Rule("bool", "True or False"),
+    "allocation": _Rule("choice", "one of " + ", ".join(f"'{a}'" for a in ALLOCATIONS), lambda v: v in ALLOCATIONS),
     "max_layer_rate": _Rule("float", "a number with 0 < max_layer_rate < 1", lambda v: 0.0 < v < 1.0),
     "isomorphic": _Rule("bool", "True or False"),
     "layer_rates": _Rule(

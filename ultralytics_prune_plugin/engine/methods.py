@@ -18,6 +18,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple
 from torch import nn
 from ultralytics.utils import DEFAULT_CFG, LOGGER
 
+from ultralytics_prune_plugin.engine.allocation import latency_allocation
 from ultralytics_prune_plugin.engine.run_config import PREFIX
 from ultralytics_prune_plugin.report.console import quiet, warn
 
@@ -72,7 +73,8 @@ Steps = Generator[PrunedStep, nn.Module, None]
 
 class DepGraphMethod:
     """Iterative DepGraph pruning: ``iterative_steps`` rounds whose ratios compound to ``rate``, or, with a MACs target
-    (``target_macs``/``target_gmacs``), rounds that each reach their share of the target.
+    (``target_macs``/``target_gmacs``), rounds that each reach their share of the target. With ``allocation=latency``
+    each group's ratio follows its latency weight (:mod:`.allocation`); the first step reports the weights.
 
     With a target, step ``k`` of ``n`` aims at ``baseline * (goal / baseline) ** (k / n)`` MACs (equal factors per
     step); its ratio is the smallest one that reaches that, found by bisection on copies of the model.
@@ -91,6 +93,14 @@ class DepGraphMethod:
         steps = args.iterative_steps
         gradients = quietly(run.evaluator.training_batches().fill_gradients) if args.importance == "taylor" else None
         options = prune_options(args, steps, gradients)
+        weights, allocation = latency_allocation(args, run.baseline_weights, options)
+        if weights:
+            options = replace(options, latency_weights=weights)
+            LOGGER.info(
+                f"{PREFIX}allocation=latency: layer weights {min(weights.values()):.2f}-{max(weights.values()):.2f} "
+                f"from the input's per-layer latency in {args.runtime} at imgsz={args.imgsz}, threads={args.threads} "
+                f"({'cached' if allocation['table_from_cache'] else 'measured now'}: {allocation['table']})"
+            )
         # global pruning: max_layer_rate caps each layer against the input's widths, reached after the last step
         inputs = self.input_widths(run.baseline_weights, args.prune_head) if options.global_pruning else {}
         goal, base = run.macs_goal, run.baseline_macs
@@ -127,7 +137,8 @@ class DepGraphMethod:
                     f"{PREFIX}rate={args.rate} would leave {clamped} layers without channels; each "
                     f"keeps {args.round_to or 1} channel(s), or its current width where that is smaller (clamped)"
                 )
-            model = yield PrunedStep(model, k, extra)
+            report = {"allocation": allocation} if allocation and k == first_step else {}
+            model = yield PrunedStep(model, k, extra, report=report)
 
     @staticmethod
     def ratio_for(model: nn.Module, goal: float, args, options) -> tuple:

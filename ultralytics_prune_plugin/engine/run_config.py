@@ -28,7 +28,7 @@ PREFIX = colorstr("prune: ")
 # The input checkpoint's training arguments that the run keeps (slim's messages, the default fine-tune length).
 INPUT_TRAIN_KEYS = ("sparse", "sr", "sr_final", "optimizer", "epochs")
 # Keys that only DepGraph pruning reads.
-DEPGRAPH_ONLY_KEYS = ("importance", "global_pruning", "isomorphic", "layer_rates", "prune_head")
+DEPGRAPH_ONLY_KEYS = ("importance", "global_pruning", "allocation", "isomorphic", "layer_rates", "prune_head")
 # Without 'epochs', all fine-tunes together get this fraction of the input's own training epochs (see README).
 DEFAULT_FINETUNE_FRACTION = 0.3
 
@@ -92,7 +92,7 @@ class RunConfig:
         """The arguments that define this run, for the report."""
         keys = ("task", "model", "data", "imgsz", "epochs", "batch", "device", "method", "rate", "iterative_steps")
         keys += ("max_map_drop", "round_to", "min_channels", "target_macs", "target_gmacs", "importance", "global_pruning")
-        keys += ("target_speedup", "target_latency")
+        keys += ("target_speedup", "target_latency", "allocation")
         keys += ("max_layer_rate", "isomorphic", "layer_rates", "ignore_layers", "prune_head", "distill", "teacher")
         keys += ("formats", "runtime", "threads")
         return {**{k: getattr(self.args, k) for k in keys}, "int8": self.int8}

@@ -77,6 +77,9 @@ class PruneOptions:
             no cap.
         isomorphic: With ``global_pruning``, rank channels only against groups of the same structure.
         layer_ratios: Per top-level layer index, this step's ratio for that layer's convolutions (uniform mode).
+        latency_weights: ``allocation=latency``: a weight per convolution (unsplit name) from measured layer latency
+            (:mod:`.latency_allocation`). Uniform mode prunes a convolution of weight ``w`` at ``1 - (1 - ratio) ** w``
+            (``layer_ratios`` take precedence); global mode divides its channels' importance by ``w``.
         ignore_layers: Top-level layer indices whose output channels are never pruned.
         prune_head: Prune the head's inner convolutions too (its output convolutions stay protected).
         gradients: For ``'taylor'``: a function that fills ``.grad`` of the model's parameters from the training loss.
@@ -88,6 +91,7 @@ class PruneOptions:
     min_widths: Dict[str, int] = field(default_factory=dict)
     isomorphic: bool = False
     layer_ratios: Dict[int, float] = field(default_factory=dict)
+    latency_weights: Dict[str, float] = field(default_factory=dict)
     ignore_layers: Tuple[int, ...] = ()
     prune_head: bool = False
     gradients: Optional[Callable[[nn.Module], None]] = None
@@ -304,7 +308,8 @@ def plan_widths(
 
     Each convolution's ideal width (stored on the model by earlier steps under its unsplit name, else its current
     width) is multiplied by
-    ``1 - ratio`` (or ``1 - options.layer_ratios[i]`` for a convolution of layer ``i``); the kept width is that ideal
+    ``1 - ratio`` (or ``1 - options.layer_ratios[i]`` for a convolution of layer ``i``, or ``(1 - ratio) ** w`` for a
+    convolution of latency weight ``w``); the kept width is that ideal
     rounded by :func:`target_width`. Convolutions coupled in one group have
     the same current and ideal widths, hence the same ratio, so it does not matter which of them Torch-Pruning reads.
 
@@ -327,7 +332,10 @@ def plan_widths(
         index = layer_index(name)
         if index in ignored:
             continue
-        layer_ratio = options.layer_ratios.get(index, ratio)
+        if index in options.layer_ratios:
+            layer_ratio = options.layer_ratios[index]
+        else:
+            layer_ratio = weighted_ratio(ratio, options.latency_weights.get(name, 1.0))
         ideal = previous.get(name, float(current)) * (1.0 - layer_ratio)
         ideal_widths[name] = ideal
         ratios[conv] = ratio_keeping(current, target_width(ideal, current, round_to))
@@ -369,7 +377,9 @@ def plan_global_widths(
         importance = pruner.importance(group)
         if importance is None or len(importance) != members[0].out_channels:
             continue
-        groups.append((members, importance.detach().float().flatten().cpu(), _structure(group) if options.isomorphic else None))
+        scores = importance.detach().float().flatten().cpu()
+        weight = max(options.latency_weights.get(convs[id(m)][0], 1.0) for m in members)
+        groups.append((members, scores / weight, _structure(group) if options.isomorphic else None))
     floors = []  # the fewest channels each group may keep in this step
     for members, scores, _ in groups:
         given = [options.min_widths[convs[id(m)][0]] for m in members if convs[id(m)][0] in options.min_widths]
@@ -418,6 +428,12 @@ def target_width(ideal: float, current: int, round_to: Optional[int] = None) -> 
     unit = round_to or 1
     rounded = int(math.floor(ideal / unit + 0.5)) * unit
     return min(current, max(unit, rounded))
+
+
+def weighted_ratio(ratio: float, weight: float) -> float:
+    """The ratio a convolution of latency weight ``weight`` is pruned at where the uniform allocation prunes at
+    ``ratio``: it keeps ``(1 - ratio) ** weight`` (weight 1: uniform; monotone in ``ratio`` for every weight)."""
+    return 1.0 - (1.0 - ratio) ** weight
 
 
 def cap_width(width: int, max_rate: float, round_to: Optional[int] = None) -> int:
