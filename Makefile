@@ -30,7 +30,7 @@ PYTEST := -m pytest -q -p no:cacheprovider --durations=40
 PARALLEL := OMP_NUM_THREADS=1
 XDIST := -n 2 --dist loadfile
 
-.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench bench-real bench-deploy clean
+.PHONY: install demo test test-latest test-8.1 test-8.2 test-8.3 test-ddp bench bench-real bench-deploy bench-speedup clean
 
 install: $(VENV)/.installed
 
@@ -104,6 +104,12 @@ bench-deploy: install
 		$(BIN)/python benchmarks/deploy.py stock=$(BENCH_REAL)/inputs/yolov8n/weights/best.pt \
 			pruned_macs=$(DEPLOY_PRUNED) --data $(BENCH_REAL)/data/trees/data.yaml --imgsz 640 --runs 30; \
 	else echo "bench-deploy: no real-data inputs under $(BENCH_REAL) (run make bench-real first)"; fi
+
+# Issue 17's done-when check (benchmarks/speedup_check.py): yolov8n, yolo11n, yolo26n (untrained, from yaml) pruned with
+# target_speedup=2 at 640 px, allocation=uniform and latency, re-timed in a separate process at 1 and all threads, with
+# a per-layer profile. Writes benchmarks/results_speedup.md, .json and .png.
+bench-speedup: install
+	$(BIN)/python benchmarks/speedup_check.py
 
 clean:
 	rm -rf $(VENV) .venv-8.* $(TORCH_ENV) build *.egg-info
