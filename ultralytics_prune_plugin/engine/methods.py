@@ -99,7 +99,8 @@ class DepGraphMethod:
             LOGGER.info(
                 f"{PREFIX}allocation=latency: layer weights {min(weights.values()):.2f}-{max(weights.values()):.2f} "
                 f"from the input's per-layer latency in {args.runtime} at imgsz={args.imgsz}, threads={args.threads} "
-                f"({'cached' if allocation['table_from_cache'] else 'measured now'}: {allocation['table']})"
+                f"and of a copy pruned uniformly at rate {allocation['reference_rate']:g} "
+                f"({'cached' if allocation['tables_from_cache'] else 'measured now'}: {allocation['tables'][0]})"
             )
         # global pruning: max_layer_rate caps each layer against the input's widths, reached after the last step
         inputs = self.input_widths(run.baseline_weights, args.prune_head) if options.global_pruning else {}

@@ -2,22 +2,28 @@
 cost the most time lose the most channels (after HALP and NetAdapt, kept simple).
 
 A group's channels are the output channels of its producer convolutions and the input channels of its consumers.
-Removing one of them saves, to first order, the time those convolutions spend on it:
+Its cost is the time one of its channels measurably costs, read from two per-layer latency tables of the runtime:
+the input's, and that of a reference copy pruned uniformly at :data:`REFERENCE_RATE` (NetAdapt's and HALP's lookup of
+a layer's latency at more than one width, reduced to two points):
 
-    cost(g) = sum over producers p of ms(p's Conv block) / out_channels(p)
-            + sum over consumers c of ms(c) / in_channels(c)
+    cost(g) = (ms its producers save on their output side + ms its consumers save on their input side)
+              / channels g lost in the reference
 
-(``ms`` from the runtime's per-layer table; a producer's Conv block includes its activation, which scales with its
-output width). Costs span two orders of magnitude in a YOLO detector (a stem channel at full resolution against a
-deep 20 × 20 channel), so they are tempered into weights:
+(:func:`conv_savings` splits each convolution's saving between its two sides). A first-order cost, a layer's time ÷
+its width at full width, was measured first (commit a239146, ``benchmarks/results_speedup.md``) and was no better
+per MAC than uniform pruning at ``target_speedup=2`` (MACs cut for about 2×: yolov8n 2.31× against 2.17×, yolo11n
+2.48× against 2.63×, yolo26n 2.32× against 2.29×): it prices the narrow full-resolution layers by their full-width
+time, but they run less efficiently per MAC once narrower. Costs span two orders of magnitude in a YOLO detector, so
+they are tempered into weights:
 
     weight(g) = clip((cost(g) / geometric mean of all costs) ** STRENGTH, 1 / MAX_WEIGHT, MAX_WEIGHT)
 
 and a group pruned at ratio ``r`` keeps ``(1 - r) ** weight(g)`` of its channels (:func:`~.depgraph.weighted_ratio`):
-weight 1 is the uniform allocation, 2 keeps the square of its share, 0.5 its square root. The rule is monotone in ``r`` for
-every group, so a MACs target's bisection and a latency target's search still find the overall level, and per-step
-ratios still compound to the run's total. With ``global_pruning`` each channel's normalised importance is divided by
-its group's weight instead, so that channels are ranked by importance per unit of latency (HALP's criterion).
+weight 1 is the uniform allocation, 2 keeps the square of its share, 0.5 its square root. The rule is monotone in
+``r`` for every group, so a MACs target's bisection and a latency target's search still find the overall level, and
+per-step ratios still compound to the run's total. With ``global_pruning`` each channel's normalised importance is
+divided by its group's weight instead, so that channels are ranked by importance per unit of latency (HALP's
+criterion).
 
 Every convolution of a group gets the group's weight; the groups of both halves of an unsplit block (``cv0``/``cv1``)
 share the mean of their weights: the block must keep equal halves to convert back to its stock class.
@@ -26,31 +32,86 @@ share the mean of their weights: the block must keep equal halves to convert bac
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Tuple
+from copy import deepcopy
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch.nn as nn
 
 STRENGTH = 0.5  # the exponent that tempers relative latency per channel into a weight
 MAX_WEIGHT = 2.0  # weights stay within [1 / MAX_WEIGHT, MAX_WEIGHT]
+REFERENCE_RATE = 0.5  # the uniform rate of the reference model whose table gives the second width of every layer
+FLOOR_MS = 1e-6  # a group whose measured saving is not positive counts as (almost) free: it gets the smallest weight
+
+LatencyOf = Callable[[str], float]  # module name -> ms of it and everything inside it (LayerLatencyTable.ms_within)
 
 
-def group_costs(model: nn.Module, latency_of: Callable[[str], float], options) -> List[Tuple[Tuple[str, ...], float]]:
-    """Milliseconds saved per removed channel of each prunable group.
+def reference_model(model: nn.Module, imgsz: int, round_to: Optional[int], options) -> nn.Module:
+    """A copy of ``model`` pruned uniformly at :data:`REFERENCE_RATE` (same groups, ``round_to``), unsplit again so
+    that its module names are ``model``'s: its latency table is the second point of every layer's cost."""
+    from dataclasses import replace
+
+    from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning, prune_once
+
+    uniform = replace(options, global_pruning=False, latency_weights={}, layer_ratios={}, gradients=None)
+    reference = deepcopy(model)
+    prune_once(reference, imgsz, REFERENCE_RATE, round_to=round_to, options=uniform)
+    return prepare_for_pruning(reference)
+
+
+def conv_savings(model: nn.Module, reference: nn.Module, latency_of: LatencyOf,
+                 reference_latency_of: LatencyOf) -> Dict[str, Tuple[float, float]]:
+    """Milliseconds each convolution saves between ``model`` and ``reference``: ``(output side, input side)``.
+
+    A convolution's saving is split between the groups on its two sides in proportion to how much each side shrank
+    (log of the width ratios: a 1x1 convolution halved on both sides owes half its saving to each); a depthwise
+    convolution, whose input and output channels are one group, owes all of it to its output side. The activation of
+    an Ultralytics ``Conv`` block scales with the output width: its saving goes to the output side.
+    """
+    widths = dict(reference.named_modules())
+    savings = {}
+    for name, conv in model.named_modules():
+        other = widths.get(name)
+        if not isinstance(conv, nn.Conv2d) or not isinstance(other, nn.Conv2d):
+            continue
+        saved = latency_of(name) - reference_latency_of(name)
+        out_side = math.log(conv.out_channels / other.out_channels)
+        in_side = 0.0 if conv.groups > 1 else math.log(conv.in_channels / other.in_channels)
+        share = out_side / (out_side + in_side) if out_side + in_side > 0 else 0.5
+        block = _block_name(name)
+        activation = 0.0
+        if block != name:
+            activation = (latency_of(block) - latency_of(name)) - (reference_latency_of(block) - reference_latency_of(name))
+        savings[name] = (saved * share + activation, saved * (1.0 - share))
+    return savings
+
+
+def group_costs(model: nn.Module, reference: nn.Module, latency_of: LatencyOf, reference_latency_of: LatencyOf,
+                options) -> List[Tuple[Tuple[str, ...], float]]:
+    """Milliseconds saved per removed channel of each prunable group, measured between two widths.
+
+    A group's saving is what its producers save on their output side and its consumers on their input side
+    (:func:`conv_savings`) between ``model`` and the uniformly pruned ``reference``, divided by the channels the
+    group lost there. Measuring two widths, not one, sees what a first-order estimate (time ÷ width) cannot: a
+    narrow convolution at full resolution runs less efficiently per MAC, so halving it saves less than half its time.
 
     Args:
-        model: A detector prepared for pruning (unsplit blocks), whose module names the latency table uses.
-        latency_of: Milliseconds of a module and everything inside it (``LayerLatencyTable.ms_within``).
+        model: A detector prepared for pruning (unsplit blocks), whose module names the latency tables use.
+        reference: :func:`reference_model` of ``model``.
+        latency_of: ``model``'s table (``LayerLatencyTable.ms_within``).
+        reference_latency_of: ``reference``'s table.
         options: The run's :class:`~.depgraph.PruneOptions` (``prune_head`` and ``ignore_layers`` decide the groups).
 
     Returns:
-        ``(names of the group's prunable convolutions, cost)`` per group.
+        ``(names of the group's prunable convolutions, cost)`` per group that lost channels in ``reference``.
     """
     from ultralytics_prune_plugin.pruning.depgraph import build_group_pruner, trace_inputs
     from ultralytics_prune_plugin.pruning.policy import layer_index, prunable_convs
 
     names = {id(m): n for n, m in model.named_modules()}
+    widths = dict(reference.named_modules())
     prunable = {id(conv) for _, conv in prunable_convs(model, options.prune_head)}
     ignored = set(options.ignore_layers)
+    savings = conv_savings(model, reference, latency_of, reference_latency_of)
     training = {m: m.training for m in model.modules()}
     try:
         pruner = build_group_pruner(model, trace_inputs(model), 0.0, pruning_ratio_dict={}, options=options)
@@ -64,9 +125,12 @@ def group_costs(model: nn.Module, latency_of: Callable[[str], float], options) -
         members = tuple(names[id(m)] for m in producers if id(m) in prunable)
         if not members or any(layer_index(name) in ignored for name in members):
             continue
-        cost = sum(latency_of(_block_name(names[id(p)])) / p.out_channels for p in producers)
-        cost += sum(latency_of(names[id(c)]) / c.in_channels for c in consumers if c not in producers)
-        costs.append((members, cost))
+        removed = producers[0].out_channels - widths[names[id(producers[0])]].out_channels
+        if removed <= 0:
+            continue
+        saved = sum(savings[names[id(p)]][0] for p in producers)
+        saved += sum(savings[names[id(c)]][1] for c in consumers if c not in producers)
+        costs.append((members, saved / removed))
     return costs
 
 
@@ -78,9 +142,9 @@ def latency_weights(model: nn.Module, costs: List[Tuple[Tuple[str, ...], float]]
     weights.
 
     Returns:
-        Convolution name -> weight, for every convolution of a group with a positive cost.
+        Convolution name -> weight, for every convolution of a group in ``costs``.
     """
-    positive = [(members, cost) for members, cost in costs if cost > 0.0]
+    positive = [(members, max(cost, FLOOR_MS)) for members, cost in costs]
     if not positive:
         return {}
     mean = math.exp(sum(math.log(cost) for _, cost in positive) / len(positive))
