@@ -109,7 +109,8 @@ def width_signature(model: nn.Module) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def table_key(model: nn.Module, imgsz: int, runtime: str, threads: Optional[int], fast_dfl: bool = False) -> Dict[str, Any]:
+def table_key(model: nn.Module, imgsz: int, runtime: str, threads: Optional[int],
+              fast_dfl: bool = False) -> Dict[str, Any]:
     """What a table measured now would be valid for; a cached table is used only when its key is equal."""
     return {
         "format": TABLE_FORMAT,

@@ -155,7 +155,8 @@ def profile_nodes(
     if isinstance(runs, bool) or int(runs) < 1 or isinstance(warmup, bool) or int(warmup) < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs!r}, warmup={warmup!r}")
     image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)  # as .latency times with
-    times, ops, macs = PROFILED_RUNTIMES[runtime](Path(path), image, check_threads(threads), runs, warmup, optimized_model)
+    profile = PROFILED_RUNTIMES[runtime]
+    times, ops, macs = profile(Path(path), image, check_threads(threads), runs, warmup, optimized_model)
     return [
         NodeTime(name, ops[name], module_of(name, module_names), float(np.median(ms[-runs:])), macs.get(name, 0.0))
         for name, ms in times.items()

@@ -80,7 +80,8 @@ def conv_savings(model: nn.Module, reference: nn.Module, latency_of: LatencyOf,
         block = _block_name(name)
         activation = 0.0
         if block != name:
-            activation = (latency_of(block) - latency_of(name)) - (reference_latency_of(block) - reference_latency_of(name))
+            before = latency_of(block) - latency_of(name)
+            activation = before - (reference_latency_of(block) - reference_latency_of(name))
         savings[name] = (saved * share + activation, saved * (1.0 - share))
     return savings
 
