@@ -58,6 +58,14 @@ CONTINUATIONS: Dict[str, Any] = {
     "nbs64": ("Ultralytics' nbs=64 (an optimizer step every 8 batches)", ["nbs=64"]),
     "mosaic": ("mosaic kept on (close_mosaic=0)", ["close_mosaic=0"]),
     "warmup": ("Ultralytics' 3 warm-up epochs", ["warmup_epochs=3"]),
+    "warmup_nobias": ("3 warm-up epochs, the biases' warm-up rate at 0 (Ultralytics starts it at 0.1)",
+                      ["warmup_epochs=3", "warmup_bias_lr=0"]),
+    "adamw": ("the input's own optimizer: AdamW at its lr0 0.002", ["optimizer=AdamW", "lr0=0.002"]),
+    "mosaic_lr1e-3": ("mosaic kept on, lr0 0.001", ["close_mosaic=0", "lr0=0.001"]),
+    "mosaic_lr1e-4": ("mosaic kept on, lr0 0.0001", ["close_mosaic=0", "lr0=0.0001"]),
+    "mosaic_warmup_nobias": ("mosaic kept on, 3 warm-up epochs, the biases' warm-up rate at 0",
+                             ["close_mosaic=0", "warmup_epochs=3", "warmup_bias_lr=0"]),
+    "adamw_end": ("AdamW at 0.0003, where the input's schedule stood when it stopped", ["optimizer=AdamW", "lr0=0.0003"]),
 }
 
 
@@ -188,7 +196,7 @@ def main(argv=None) -> Dict[str, Any]:
             suffix = "" if not train_keys else "_" + "_".join(k.replace("=", "") for k in train_keys)
             control = _train(f"control_{model}_{budget}{suffix}", best, data, budget,
                              [*FT_DEFAULTS, f"close_mosaic={budget}", *train_keys], runs)
-            record.setdefault("controls", {})[f"{model}{suffix}"] = {"epochs": budget, **control}
+            record.setdefault("controls", {})[f"{model}_{budget}ep{suffix}"] = {"epochs": budget, **control}
             for target in args.targets:
                 keys = [f"target_macs={target}", "iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1",
                         *args.keys]
