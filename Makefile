@@ -26,7 +26,9 @@ SOURCES := setup.py cfg/default.yaml $(shell find ultralytics_prune_plugin -name
 	_ultralytics_prune_plugin_startup.py ultralytics_prune_plugin.pth
 PYTEST := -m pytest -q -p no:cacheprovider --durations=40
 # Two pytest workers, one file each at a time (module fixtures are built once), each on one thread: the tests are
-# many small processes that do not use a second core, and two jobs that each take every core slow each other.
+# many small processes that do not use a second core, and two jobs that each take every core slow each other. The
+# flows of each family, task and other series are units of their own, and the longest units start first
+# (tests/conftest.py: work_unit, LONGEST_FIRST).
 PARALLEL := OMP_NUM_THREADS=1
 XDIST := -n 2 --dist loadfile
 

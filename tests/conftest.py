@@ -42,6 +42,46 @@ def pytest_configure(config):
     SETTINGS.update({"runs_dir": "runs", "weights_dir": "weights"})
 
 
+# `make test` runs two xdist workers with `--dist loadfile`: a module is one unit of work, so its module fixtures are
+# built once. These modules train one input per family, task or series in a parametrized module fixture, so each
+# parameter is a unit of its own: one worker would otherwise run every family's flows while the other idles.
+SPLIT_BY_PARAMETER = ("test_series_flows.py", "test_task_flows.py", "test_cross_series.py")
+# The longest units (measured with --durations), started first, so that neither worker begins one of them last.
+LONGEST_FIRST = ("test_series_flows.py", "test_demo.py", "test_ddp.py", "test_cross_series.py", "test_task_flows.py",
+                 "test_second_hour_runs.py", "test_second_hour_log.py", "test_first_hour.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist unit of a test: its file, plus the first part of its parameter id in SPLIT_BY_PARAMETER's modules."""
+    path, _, name = nodeid.partition("::")
+    if path.rsplit("/", 1)[-1] in SPLIT_BY_PARAMETER and name.endswith("]"):
+        return f"{path}[{name[name.index('[') + 1:-1].split('-')[0]}]"
+    return path
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Put LONGEST_FIRST's modules first (xdist hands out units in collection order, see pytest_xdist_make_scheduler);
+    a stable sort keeps every unit's tests together and in pytest's order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].rsplit("/", 1)[-1], len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with work_unit as the unit and the units in collection order (not by number of tests)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class UnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return UnitScheduling(config, log)
+
+
 def pytest_unconfigure(config):
     """Remove the suite's settings folder."""
     shutil.rmtree(os.environ["YOLO_CONFIG_DIR"], ignore_errors=True)

@@ -362,10 +362,7 @@ class PruneRun:
             f"channels kept {row['channels_kept']:.1%}, {self.metric} before fine-tune {fmt_value(row['pruned_map50_95'])}"
         )
         if self.args.epochs > 0:
-            model, row["finetune_s"] = self.evaluator.fine_tune(model, k, self.weights_dir)
-            recovered = self.evaluator.validate(model, f"step_{k}_recovered")
-            row["recovered_map50"], row["recovered_map50_95"] = recovered["map50"], recovered["map50_95"]
-            LOGGER.info(f"{PREFIX}step {k}: {self.metric} after fine-tune {fmt_value(row['recovered_map50_95'])}")
+            model = self._fine_tune(model, k, row)
         step_weights = self.weights_dir / f"step_{k}.pt"
         save_checkpoint(model, step_weights, self.config.train_args(fine_tuned=True), {"stage": f"step {k}", **row})
         row["weights"] = str(step_weights)
@@ -377,6 +374,33 @@ class PruneRun:
             LOGGER.info(f"{PREFIX}{self.report['stop_reason']}")
             stop = True
         return model, stop
+
+    def _fine_tune(self, model: nn.Module, k: int, row: Dict[str, Any]) -> nn.Module:
+        """Fine-tune step ``k``'s pruned ``model`` and record the result in ``row``; return the step's model.
+
+        A fine-tune that ends below the pruned model it started from is discarded: the step keeps the pruned weights
+        (``weights/step_k_pruned.pt``), ``row`` keeps the discarded fine-tune's figures (``finetune_map50_95``) and
+        one warning says so. Measured on real aerial photographs (yolov8n, converged input, 2 steps × 6 epochs at the
+        default ``lr0=0.01``): step 1 fell 0.138 → 0.101 and step 2 0.100 → 0.034, while a long fine-tune at the same
+        rate (2 × 26 epochs) ended above the input, so the rate stays and only a fall is undone.
+        """
+        tuned, row["finetune_s"] = self.evaluator.fine_tune(model, k, self.weights_dir)
+        result = self.evaluator.validate(tuned, f"step_{k}_recovered")
+        row["finetune_map50"], row["finetune_map50_95"] = result.get("map50"), result.get("map50_95")
+        start = row.get("pruned_map50_95")
+        row["finetune_kept"] = start is None or result["map50_95"] >= start
+        if row["finetune_kept"]:
+            row["recovered_map50"], row["recovered_map50_95"] = result["map50"], result["map50_95"]
+            LOGGER.info(f"{PREFIX}step {k}: {self.metric} after fine-tune {fmt_value(row['recovered_map50_95'])}")
+            return tuned
+        row["recovered_map50"], row["recovered_map50_95"] = row["pruned_map50"], start
+        lr0 = getattr(self.args, "lr0", None) or 0.01  # Ultralytics' default
+        warn(
+            f"{PREFIX}step {k}: the fine-tune ended below the pruned model it started from ({self.metric} "
+            f"{fmt_value(result['map50_95'])} < {fmt_value(start)}), so step {k} keeps the pruned weights "
+            f"(weights/step_{k}_pruned.pt); its learning rate may be too high for this data, try lr0={float(lr0) / 10:g}"
+        )
+        return load_model(self.weights_dir / f"step_{k}_pruned.pt")
 
     def _apply_budget(self, row: Dict[str, Any]) -> bool:
         """Mark the step within or beyond ``max_map_drop``; return True when the loop must stop."""

@@ -29,6 +29,8 @@ STEP_COLUMNS = [
     "pruned_map50_95",
     "recovered_map50",
     "recovered_map50_95",
+    "finetune_map50_95",
+    "finetune_kept",
     "finetune_s",
     "within_budget",
 ]
@@ -63,8 +65,11 @@ class StepRow(TypedDict, total=False):
     input_latency_median_ms: Optional[float]
     pruned_map50: Optional[float]  # right after pruning
     pruned_map50_95: Optional[float]
-    recovered_map50: float  # after the step's fine-tune
+    recovered_map50: float  # the step's model: after its fine-tune, or the pruned one where the fine-tune fell
     recovered_map50_95: float
+    finetune_map50: Optional[float]  # the fine-tune's best, as validated by the run
+    finetune_map50_95: Optional[float]
+    finetune_kept: bool  # False: the fine-tune ended below the pruned model, which the step kept instead
     finetune_s: float
     within_budget: Optional[bool]  # None: no budget applied (no data, or epochs=0 without max_map_drop)
     weights: str
