@@ -102,8 +102,8 @@ def _prune(name: str, model: Path, data: Path, keys: List[str], runs: Path) -> D
     return {
         "keys": keys, "macs_before": report["baseline"]["macs"], "macs_after": report["final"]["macs"],
         "input_map50_95": report["baseline"]["map50_95"], "map50_95": report["final"]["map50_95"],
-        "steps": [{k: s.get(k) for k in ("step", "macs", "pruned_map50_95", "finetune_map50_95", "finetune_kept",
-                                         "recovered_map50_95") if k in s}
+        "steps": [{k: s.get(k) for k in ("step", "macs", "pruned_map50_95", "finetune_map50_95", "retry_map50_95",
+                                         "step_model", "recovered_map50_95") if k in s}
                   for s in report["steps"]],
         "wall_s": float((run / "wall_s.txt").read_text()), "pt": str(run / "weights" / "pruned.pt"),
     }

@@ -56,10 +56,26 @@ def _continue_table(record: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _steps(row: Dict[str, Any]) -> str:
+    """Each step's mAP50-95 right after pruning → after its fine-tune (→ its retry at lr0 / 10 where the fine-tune
+    ended below the pruned model), and what the step kept."""
+    parts = []
+    for step in row.get("steps", []):
+        tuned = step.get("finetune_map50_95", step.get("recovered_map50_95"))
+        if step.get("pruned_map50_95") is None or tuned is None:
+            return "–"
+        retry = step.get("retry_map50_95")
+        kept = {"retry": " (kept the retry)", "pruned": " (kept the pruned model)"}.get(step.get("step_model"), "")
+        parts.append(f"{_num(step['pruned_map50_95'])} → {_num(tuned)}"
+                     + (f", retry at lr0 / 10 → {_num(retry)}" if retry is not None else "") + kept)
+    return "; ".join(parts) or "–"
+
+
 def _recipe_table(record: Dict[str, Any]) -> List[str]:
     lines = ["| model | recipe | target MACs | MACs cut | fine-tune epochs | input → pruned mAP50-95 | kept of input | "
-             "control (same epochs, unpruned) | kept of control | speed-up (ORT) | wall time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "control (same epochs, unpruned) | kept of control | steps: pruned → fine-tuned | speed-up (ORT) | "
+             "wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     latency = record.get("latency_ms", {})
     for row in record.get("recipe", []):
         label = f"{row['recipe']}_{row['model']}_{row['target']}"
@@ -68,7 +84,8 @@ def _recipe_table(record: Dict[str, Any]) -> List[str]:
             f"| {row['model']} | {row['recipe']} | {row['target']} | {row['macs_before'] / row['macs_after']:.2f}× | "
             f"{row['budget_epochs']} | {_num(row['input_map50_95'])} → {_num(row['map50_95'])} | "
             f"{_pct(row['map50_95'], row['input_map50_95'])} | {_num(row.get('control_map50_95'))} | "
-            f"{_pct(row['map50_95'], row.get('control_map50_95'))} | {_num(speed, 2) + '×' if speed else '–'} | "
+            f"{_pct(row['map50_95'], row.get('control_map50_95'))} | {_steps(row)} | "
+            f"{_num(speed, 2) + '×' if speed else '–'} | "
             f"{row['wall_s'] / 60:.0f} min |")
     return lines
 

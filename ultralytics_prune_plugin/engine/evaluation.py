@@ -122,10 +122,11 @@ class Evaluator:
         if self._batches is not None:
             self._batches.close()
 
-    def fine_tune(self, model: nn.Module, k: int, weights_dir: Path) -> Tuple[nn.Module, float]:
-        """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/``; return its best model and the
-        seconds it took. It starts from ``weights/step_k_pruned.pt``, so a fresh process (multi-GPU) rebuilds the
-        same pruned model from that file."""
+    def fine_tune(self, model: nn.Module, k: int, weights_dir: Path, lr0: Optional[float] = None,
+                  name: Optional[str] = None) -> Tuple[nn.Module, float]:
+        """Fine-tune ``model`` as an ordinary Ultralytics training run in ``step_k/`` (or ``name``, with ``lr0`` when
+        given); return its best model and the seconds it took. It starts from ``weights/step_k_pruned.pt``, so a
+        fresh process (multi-GPU) rebuilds the same pruned model from that file."""
         from ultralytics_prune_plugin.engine.trainer import prune_aware_trainers
 
         start_weights = weights_dir / f"step_{k}_pruned.pt"
@@ -140,8 +141,9 @@ class Evaluator:
             "data": self.args.data,
             "epochs": self.args.epochs,
             "imgsz": self.args.imgsz,
+            **({"lr0": lr0} if lr0 is not None else {}),
             "project": str(self.save_dir),
-            "name": f"step_{k}",
+            "name": name or f"step_{k}",
             "exist_ok": True,  # step_k/ belongs to this run
             "sparse": False,
             **self.distill_overrides(weights_dir),

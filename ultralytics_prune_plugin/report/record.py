@@ -30,7 +30,9 @@ STEP_COLUMNS = [
     "recovered_map50",
     "recovered_map50_95",
     "finetune_map50_95",
-    "finetune_kept",
+    "retry_lr0",
+    "retry_map50_95",
+    "step_model",
     "finetune_s",
     "within_budget",
 ]
@@ -65,11 +67,15 @@ class StepRow(TypedDict, total=False):
     input_latency_median_ms: Optional[float]
     pruned_map50: Optional[float]  # right after pruning
     pruned_map50_95: Optional[float]
-    recovered_map50: float  # the step's model: after its fine-tune, or the pruned one where the fine-tune fell
+    recovered_map50: float  # the step's model (step_model) after its fine-tune
     recovered_map50_95: float
     finetune_map50: Optional[float]  # the fine-tune's best, as validated by the run
     finetune_map50_95: Optional[float]
-    finetune_kept: bool  # False: the fine-tune ended below the pruned model, which the step kept instead
+    # where the fine-tune ended below the pruned model: the retry from the pruned weights at lr0 / 10 (step_k_retry/)
+    retry_lr0: float
+    retry_map50: Optional[float]
+    retry_map50_95: Optional[float]
+    step_model: str  # what the step kept: 'fine-tune', 'retry' or 'pruned' (the best of them)
     finetune_s: float
     within_budget: Optional[bool]  # None: no budget applied (no data, or epochs=0 without max_map_drop)
     weights: str
@@ -110,6 +116,7 @@ class PruneReport(TypedDict, total=False):
     onnx: Dict[str, Any]
     artefacts: List["ArtefactRow"]  # formats= / int8=: every artefact and the stock references, measured
     artefact_budget: Optional[float]  # the least main metric within max_map_drop; None when no budget applies
+    finetune_lr0: float  # the fine-tunes' lr0 after a retry lowered it (absent when no fine-tune fell)
 
 
 class ArtefactRow(TypedDict, total=False):
