@@ -184,8 +184,8 @@ def test_one_shot_rate_half_cuts_macs_at_640(tmp_path):
 
 def test_finetune_map_is_reproduced_by_validating_best(two_step_run):
     """The fine-tune's mAP in the report (our validation of step_2/weights/best.pt) matches the fine-tune's own, and
-    the step's model is the fine-tune, or where that ended below the pruned model, the better of the retry and the
-    pruned model."""
+    the step's model is the fine-tune, or where that fell below the pruned model (by more than 5 % and 0.005), the
+    better of the retry and the pruned model."""
     d = two_step_run["dir"]
 
     def trained_map(folder):
@@ -194,8 +194,10 @@ def test_finetune_map_is_reproduced_by_validating_best(two_step_run):
 
     step = _report(d)["steps"][1]
     assert abs(trained_map("step_2") - step["finetune_map50_95"]) <= 0.01, step
-    if step["finetune_map50_95"] >= step["pruned_map50_95"]:
-        assert step["step_model"] == "fine-tune" and step["recovered_map50_95"] == step["finetune_map50_95"], step
+    fell = step["pruned_map50_95"] - step["finetune_map50_95"] > max(0.005, 0.05 * step["pruned_map50_95"])
+    assert (step["step_model"] != "fine-tune") == fell, step
+    if not fell:
+        assert step["recovered_map50_95"] == step["finetune_map50_95"], step
     else:
         assert abs(trained_map("step_2_retry") - step["retry_map50_95"]) <= 0.01, step
         assert step["recovered_map50_95"] == max(step["retry_map50_95"], step["pruned_map50_95"]), step

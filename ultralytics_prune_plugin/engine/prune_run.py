@@ -62,6 +62,14 @@ from ultralytics_prune_plugin.report.summary import fmt_value, summary_table
 from ultralytics_prune_plugin.tasks import metric_names
 
 
+
+# A fine-tune "fell" when its best epoch ends this far below the pruned model it started from: both a fraction of that
+# model's main metric and an absolute amount, so that validation noise on a small val split (or a model still near
+# zero) does not count. See PruneRun._fine_tune.
+FALL_FRACTION = 0.05
+FALL_ABSOLUTE = 0.005
+
+
 class PruneRun:
     """Prune a YOLO model, fine-tune it step by step within an mAP budget, and write the record.
 
@@ -380,7 +388,8 @@ class PruneRun:
     def _fine_tune(self, model: nn.Module, k: int, row: Dict[str, Any]) -> nn.Module:
         """Fine-tune step ``k``'s pruned ``model``, record the result in ``row`` and return the step's model.
 
-        A fine-tune whose best epoch ends below the pruned model it started from has lost what pruning left: the step
+        A fine-tune whose best epoch ends below the pruned model it started from (by more than ``FALL_FRACTION`` of
+        its metric and ``FALL_ABSOLUTE``: not validation noise) has lost what pruning left: the step
         is fine-tuned once more from the pruned weights at a tenth of the learning rate (in ``step_k_retry/``), and
         the later steps keep that rate. The step keeps the best of the pruned model, the fine-tune and the retry
         (``row['step_model']``); one warning says what happened. Measured on real aerial photographs (yolov8n,
@@ -391,7 +400,7 @@ class PruneRun:
         result = self.evaluator.validate(tuned, f"step_{k}_recovered")
         row["finetune_map50"], row["finetune_map50_95"] = result.get("map50"), result.get("map50_95")
         start = row.get("pruned_map50_95")
-        if start is None or result["map50_95"] >= start:
+        if start is None or start - result["map50_95"] <= max(FALL_ABSOLUTE, FALL_FRACTION * start):
             row["step_model"] = "fine-tune"
             row["recovered_map50"], row["recovered_map50_95"] = result["map50"], result["map50_95"]
             LOGGER.info(f"{PREFIX}step {k}: {self.metric} after fine-tune {fmt_value(row['recovered_map50_95'])}")
@@ -410,7 +419,7 @@ class PruneRun:
         row["finetune_s"] += seconds
         retry = self.evaluator.validate(retried, f"step_{k}_retry")
         row["retry_lr0"], row["retry_map50"], row["retry_map50_95"] = lr0, retry.get("map50"), retry.get("map50_95")
-        kept_retry = retry["map50_95"] >= start  # the first fine-tune ended below start: it is never the best
+        kept_retry = retry["map50_95"] >= start  # the first fine-tune fell below start: it is never the best
         row["step_model"] = "retry" if kept_retry else "pruned"
         row["recovered_map50"], row["recovered_map50_95"] = ((retry["map50"], retry["map50_95"]) if kept_retry
                                                              else (row["pruned_map50"], start))
