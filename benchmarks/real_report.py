@@ -66,9 +66,18 @@ def _steps(row: Dict[str, Any]) -> str:
             return "–"
         retry = step.get("retry_map50_95")
         kept = {"retry": " (kept the retry)", "pruned": " (kept the pruned model)"}.get(step.get("step_model"), "")
+        if step.get("finetune_kept") is False:  # the variant that only discarded a fallen fine-tune
+            kept = " (kept the pruned model)"
         parts.append(f"{_num(step['pruned_map50_95'])} → {_num(tuned)}"
                      + (f", retry at lr0 / 10 → {_num(retry)}" if retry is not None else "") + kept)
     return "; ".join(parts) or "–"
+
+
+def _epochs(row: Dict[str, Any]) -> str:
+    """The fine-tune budget, plus the epochs of the retries that fallen fine-tunes got."""
+    retries = sum(step.get("retry_map50_95") is not None for step in row.get("steps", []))
+    per_step = row["budget_epochs"] // max(1, len(row.get("steps", [])) or 2)
+    return f"{row['budget_epochs']}" + (f" + {retries * per_step} retry" if retries else "")
 
 
 def _recipe_table(record: Dict[str, Any]) -> List[str]:
@@ -82,7 +91,7 @@ def _recipe_table(record: Dict[str, Any]) -> List[str]:
         speed = latency.get(row["model"], 0) / latency[label] if latency.get(label) else None
         lines.append(
             f"| {row['model']} | {row['recipe']} | {row['target']} | {row['macs_before'] / row['macs_after']:.2f}× | "
-            f"{row['budget_epochs']} | {_num(row['input_map50_95'])} → {_num(row['map50_95'])} | "
+            f"{_epochs(row)} | {_num(row['input_map50_95'])} → {_num(row['map50_95'])} | "
             f"{_pct(row['map50_95'], row['input_map50_95'])} | {_num(row.get('control_map50_95'))} | "
             f"{_pct(row['map50_95'], row.get('control_map50_95'))} | {_steps(row)} | "
             f"{_num(speed, 2) + '×' if speed else '–'} | "

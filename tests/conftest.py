@@ -134,6 +134,15 @@ def subprocess_env(extra=None):
     return {**env, "PYTHONUNBUFFERED": "1", **OFFLINE, **(extra or {})}
 
 
+def default_ctrl_c():
+    """``preexec_fn`` of a child that a test stops with SIGINT: Ctrl-C as a terminal gives it. A shell without job
+    control starts background commands (``make test &``) with SIGINT ignored, every process below inherits that, and
+    Python then never installs its KeyboardInterrupt handler."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_yolo(*args, cwd, env=None, check=True, timeout=900):
     """Run the real `yolo` console script in a subprocess and return the CompletedProcess (text, merged env)."""
     full_env = subprocess_env(env)

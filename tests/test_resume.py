@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, YOLO, run_python, run_yolo, subprocess_env
+from conftest import FAST, YOLO, default_ctrl_c, run_python, run_yolo, subprocess_env
 
 IMGSZ = 64
 ARGS = ("rate=0.5", "iterative_steps=2", "epochs=1", f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST)
@@ -71,7 +71,8 @@ def _interrupt(setup, name: str, sig: int) -> dict:
     tmp.mkdir()
     with open(log, "w") as out:
         proc = subprocess.Popen([YOLO, *setup["args"], f"name={name}"], cwd=setup["work"],
-                                env=subprocess_env({"TMPDIR": str(tmp)}), stdout=out, stderr=subprocess.STDOUT)
+                                env=subprocess_env({"TMPDIR": str(tmp)}), stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=default_ctrl_c)
         deadline = time.time() + 600
         try:
             while not ((run_dir / "step_2").is_dir() and (run_dir / "weights" / "step_1.pt").is_file()
