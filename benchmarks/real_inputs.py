@@ -83,11 +83,12 @@ def main() -> int:
     root = ns.root.resolve()
     data = real_data.build(root / "data")
     log = root / "inputs.json"
-    record = json.loads(log.read_text()) if log.is_file() else {}
     for model in ns.models:
         start = time.time()
         best = train_input(model, data, root / "inputs")
         epochs, best_map = _epochs(best.parent.parent)
+        # read now, not at the start: trainings of other models may run beside this one and have written theirs
+        record = json.loads(log.read_text()) if log.is_file() else {}
         entry = record.setdefault(model, {"wall_s": 0.0})
         entry.update(best=str(best), epochs=epochs, best_map50_95=best_map, train_args=TRAIN_ARGS,
                      wall_s=entry["wall_s"] + time.time() - start, threads=os.environ.get("OMP_NUM_THREADS"),
