@@ -76,7 +76,7 @@ def _steps(row: Dict[str, Any]) -> str:
 def _epochs(row: Dict[str, Any]) -> str:
     """The fine-tune budget, plus the epochs of the retries that fallen fine-tunes got."""
     retries = sum(step.get("retry_map50_95") is not None for step in row.get("steps", []))
-    per_step = row["budget_epochs"] // max(1, len(row.get("steps", [])) or 2)
+    per_step = row["budget_epochs"] // max(1, len(row.get("steps", [])))
     return f"{row['budget_epochs']}" + (f" + {retries * per_step} retry" if retries else "")
 
 

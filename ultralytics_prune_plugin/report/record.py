@@ -75,7 +75,7 @@ class StepRow(TypedDict, total=False):
     retry_lr0: float
     retry_map50: Optional[float]
     retry_map50_95: Optional[float]
-    step_model: str  # what the step kept: 'fine-tune', 'retry' or 'pruned' (the best of them)
+    step_model: str  # what the step kept: 'fine-tune'; where it fell, 'retry' or 'pruned', whichever scored higher
     finetune_s: float
     within_budget: Optional[bool]  # None: no budget applied (no data, or epochs=0 without max_map_drop)
     weights: str
