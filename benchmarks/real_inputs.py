@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -60,17 +61,29 @@ def _train_seconds(run: Path) -> float:
     return sum(a for a, b in zip(times, times[1:]) if b < a) + times[-1]
 
 
-def train_input(model: str, data: Path, runs: Path) -> Path:
-    """Train (or resume, or reuse) one converged input; returns its best.pt."""
+def input_name(model: str, imgsz: int = TRAIN_ARGS["imgsz"], init: Optional[str] = None) -> str:
+    """Name of an input's run and of its ``inputs.json`` entry: the model, with the image size where it is not the
+    data's own 320 px (``yolov8s_160``), and the input it started from where it did not start from random weights
+    (``yolov8s_from_yolov8s_160``)."""
+    name = model if imgsz == TRAIN_ARGS["imgsz"] else f"{model}_{imgsz}"
+    return name if init is None else f"{name}_from_{init}"
+
+
+def train_input(model: str, data: Path, runs: Path, imgsz: int = TRAIN_ARGS["imgsz"],
+                init: Optional[Path] = None) -> Path:
+    """Train (or resume, or reuse) one converged input at ``imgsz``, from random weights or from the weights of
+    ``init`` (another input's best.pt: transfer, as users start from pretrained weights); returns its best.pt."""
     from ultralytics import YOLO
 
-    run = runs / model
+    name = input_name(model, imgsz, init.parent.parent.name if init else None)
+    run = runs / name
     if not _finished(run):
         last = run / "weights" / "last.pt"
         if last.is_file():
             YOLO(str(last)).train(resume=True)
         else:
-            YOLO(f"{model}.yaml").train(data=str(data), project=str(runs), name=model, exist_ok=False, **TRAIN_ARGS)
+            YOLO(str(init) if init else f"{model}.yaml").train(data=str(data), project=str(runs), name=name,
+                                                               exist_ok=False, **{**TRAIN_ARGS, "imgsz": imgsz})
     return run / "weights" / "best.pt"
 
 
@@ -78,23 +91,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="model names, e.g. yolov8n yolo11n yolo26n yolov8s yolo11s")
     parser.add_argument("--root", type=Path, default=real_data.DEFAULT_ROOT.parent, help="benchmark folder")
+    parser.add_argument("--imgsz", type=int, default=TRAIN_ARGS["imgsz"],
+                        help="training image size; inputs at another size than 320 are named MODEL_IMGSZ")
+    parser.add_argument("--init", help="start from this input's weights (its name in inputs.json) instead of random "
+                                       "ones; the run is named MODEL_from_INIT")
     ns = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "True")
     root = ns.root.resolve()
     data = real_data.build(root / "data")
     log = root / "inputs.json"
+    init = Path(json.loads(log.read_text())[ns.init]["best"]) if ns.init else None
     for model in ns.models:
         start = time.time()
-        best = train_input(model, data, root / "inputs")
+        best = train_input(model, data, root / "inputs", ns.imgsz, init)
         epochs, best_map = _epochs(best.parent.parent)
         # read now, not at the start: trainings of other models may run beside this one and have written theirs
         record = json.loads(log.read_text()) if log.is_file() else {}
-        entry = record.setdefault(model, {"wall_s": 0.0})
-        entry.update(best=str(best), epochs=epochs, best_map50_95=best_map, train_args=TRAIN_ARGS,
+        name = input_name(model, ns.imgsz, ns.init)
+        entry = record.setdefault(name, {"wall_s": 0.0})
+        if ns.init:  # the epochs that made the starting weights count towards this input's total
+            entry.update(init=ns.init, init_epochs=record[ns.init]["epochs"])
+        entry.update(best=str(best), epochs=epochs, best_map50_95=best_map,
+                     train_args={**TRAIN_ARGS, "imgsz": ns.imgsz},
                      wall_s=entry["wall_s"] + time.time() - start, threads=os.environ.get("OMP_NUM_THREADS"),
                      train_s=_train_seconds(best.parent.parent))
         log.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"{model}: {epochs} epochs, best mAP50-95 {best_map:.3f}, {entry['train_s'] / 3600:.2f} h of training")
+        print(f"{name}: {epochs} epochs, best mAP50-95 {best_map:.3f}, {entry['train_s'] / 3600:.2f} h of training")
     return 0
 
 

@@ -9,12 +9,15 @@ Parts (``--parts``), each through the public ``yolo`` command, each run reused w
   of ``--budget`` (20 %) of the input's own training epochs, spread over two steps; every other key at the plugin's
   default unless ``--keys`` adds some. Beside it the *control*: the input trained the same number of epochs
   unpruned with the fine-tune defaults.
-* ``bigsmall``: prune big or train small. Each ``s`` model of ``--big`` is pruned to the MACs of its family's ``n``
-  input (``target_gmacs``) with the same recipe, and compared with that ``n`` input at the same total epochs and,
-  after the timing, at the same measured ONNX Runtime latency.
+* ``bigsmall``: prune big or train small. Each ``s`` input of ``--big`` (a model name, taken at ``--imgsz``, or an
+  input's name such as ``yolov8s_from_yolov8s_160``) is pruned to the MACs of its family's ``n`` input at the same
+  size (``target_gmacs``) with the same recipe. It is compared with that ``n`` input converged, and trained on to the
+  same total epochs (input, the input it started from, fine-tunes). The four models are timed together; where the
+  pruned model is more than 5 % slower than the ``n`` one, the ``s`` input is pruned again with
+  ``target_speedup`` to the ``n`` model's measured latency.
 
-Every input and result is exported at the data's ``imgsz`` (320 px) and timed in one process with ONNX Runtime (CPU,
-batch 1, all files taking turns). Writes ``results_real.json`` and ``results_real.md`` beside this script (``--out``
+Every input and result is exported at the runs' ``--imgsz`` (the data's 320 px by default) and timed in one process
+with ONNX Runtime (CPU, batch 1, all files taking turns). Writes ``results_real.json`` and ``results_real.md`` beside this script (``--out``
 for another name) and plots of mAP50-95 against GMACs and against latency.
 
 Run the inputs first (``benchmarks/real_inputs.py``), then::
@@ -77,12 +80,13 @@ def _column(results: Path, name: str = "metrics/mAP50-95(B)") -> List[float]:
     return [float(r[name]) for r in rows]
 
 
-def _train(name: str, model: Path, data: Path, epochs: int, keys: List[str], runs: Path) -> Dict[str, Any]:
+def _train(name: str, model: Path, data: Path, epochs: int, keys: List[str], runs: Path,
+           common: List[str] = COMMON) -> Dict[str, Any]:
     """``yolo detect train`` of ``model`` for ``epochs`` (reused when finished); its per-epoch mAP50-95."""
     run = runs / name
     if not (run / "weights" / "best.pt").is_file() or len(_column(run / "results.csv")) < epochs:
         shutil.rmtree(run, ignore_errors=True)
-        seconds = run_logged(["detect", "train", f"model={model}", f"data={data}", f"epochs={epochs}", *COMMON, *keys,
+        seconds = run_logged(["detect", "train", f"model={model}", f"data={data}", f"epochs={epochs}", *common, *keys,
                         f"project={runs}", f"name={name}", "exist_ok=True"], runs / f"{name}.log")
         (run / "wall_s.txt").write_text(f"{seconds:.1f}\n")
     maps = _column(run / "results.csv")
@@ -90,13 +94,14 @@ def _train(name: str, model: Path, data: Path, epochs: int, keys: List[str], run
             "wall_s": float((run / "wall_s.txt").read_text()), "best": str(run / "weights" / "best.pt")}
 
 
-def _prune(name: str, model: Path, data: Path, keys: List[str], runs: Path) -> Dict[str, Any]:
+def _prune(name: str, model: Path, data: Path, keys: List[str], runs: Path,
+           common: List[str] = COMMON) -> Dict[str, Any]:
     """``yolo prune`` (reused when its report exists); the row of the results table."""
     run = runs / name
     if not (run / "prune_report.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
-        seconds = run_logged(["prune", f"model={model}", f"data={data}", *COMMON, *keys, f"project={runs}", f"name={name}",
-                        "exist_ok=True"], runs / f"{name}.log")
+        seconds = run_logged(["prune", f"model={model}", f"data={data}", *common, *keys, f"project={runs}",
+                              f"name={name}", "exist_ok=True"], runs / f"{name}.log")
         (run / "wall_s.txt").write_text(f"{seconds:.1f}\n")
     report = json.loads((run / "prune_report.json").read_text())
     return {
@@ -152,6 +157,8 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--budget", type=float, default=0.2, help="fine-tune epochs as a fraction of the input's")
     parser.add_argument("--keys", nargs="*", default=[], help="extra yolo prune keys (a recipe variant)")
     parser.add_argument("--tag", default="default", help="name of the recipe variant that --keys makes")
+    parser.add_argument("--imgsz", type=int, default=320,
+                        help="image size of the runs; inputs at another size than 320 are MODEL_IMGSZ in inputs.json")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--out", default="results_real")
     args = parser.parse_args(argv)
@@ -174,12 +181,16 @@ def main(argv=None) -> Dict[str, Any]:
         "updated": datetime.now().isoformat(timespec="seconds"),
     })
     inputs = json.loads((root / "inputs.json").read_text())
-    record["inputs"] = inputs
+    # inputs of earlier sessions stay in the record (their runs may be gone, their numbers are not)
+    record["inputs"] = {**record.get("inputs", {}), **inputs}
+    imgsz = args.imgsz
+    common = [k if not k.startswith("imgsz=") else f"imgsz={imgsz}" for k in COMMON]
 
     def save():
         out_json.write_text(json.dumps(record, indent=1) + "\n")
 
-    for model in args.models:
+    per_model = {"continue", "recipe"} & set(args.parts)
+    for model in [real_inputs.input_name(m, imgsz) for m in args.models] if per_model else []:
         info = inputs[model]
         best, epochs = Path(info["best"]), int(info["epochs"])
         budget = max(2, int(args.budget * epochs)) // 2 * 2  # two steps of equal length
@@ -187,7 +198,7 @@ def main(argv=None) -> Dict[str, Any]:
             for name in args.continuations:
                 what, keys = CONTINUATIONS[name]
                 row = _train(f"continue_{model}_{name}", best, data, CONTINUE_EPOCHS,
-                             [*FT_DEFAULTS, f"close_mosaic={CONTINUE_EPOCHS}", *keys], runs)
+                             [*FT_DEFAULTS, f"close_mosaic={CONTINUE_EPOCHS}", *keys], runs, common)
                 record.setdefault("continue", {}).setdefault(model, {})[name] = {"what": what, **row}
                 save()
                 print(f"{model} continue {name}: {' '.join(f'{m:.3f}' for m in row['epoch_map50_95'])}", flush=True)
@@ -196,12 +207,12 @@ def main(argv=None) -> Dict[str, Any]:
             train_keys = [k for k in args.keys if k.split("=", 1)[0] not in plugin_keys()]
             suffix = "" if not train_keys else "_" + "_".join(k.replace("=", "") for k in train_keys)
             control = _train(f"control_{model}_{budget}{suffix}", best, data, budget,
-                             [*FT_DEFAULTS, f"close_mosaic={budget}", *train_keys], runs)
+                             [*FT_DEFAULTS, f"close_mosaic={budget}", *train_keys], runs, common)
             record.setdefault("controls", {})[f"{model}_{budget}ep{suffix}"] = {"epochs": budget, **control}
             for target in args.targets:
                 keys = [f"target_macs={target}", "iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1",
                         *args.keys]
-                row = _prune(f"{args.tag}_{model}_{target}", best, data, keys, runs)
+                row = _prune(f"{args.tag}_{model}_{target}", best, data, keys, runs, common)
                 row.update(model=model, target=target, recipe=args.tag, budget_epochs=budget,
                            input_epochs=epochs, control_map50_95=control["best_map50_95"])
                 rows = record.setdefault("recipe", [])
@@ -212,28 +223,74 @@ def main(argv=None) -> Dict[str, Any]:
                       f"({row['map50_95'] / row['input_map50_95']:.1%}; control {control['best_map50_95']:.3f})",
                       flush=True)
     if "bigsmall" in args.parts:
-        for big in args.big:
-            small = big[:-1] + "n"
-            if big not in inputs or small not in inputs:
+        known = record["inputs"]  # this session's inputs and earlier ones, whose files may be gone
+        for name in args.big:
+            big = name if name in inputs else real_inputs.input_name(name, imgsz)
+            small_model = big.split("_")[0][:-1] + "n"
+            small = real_inputs.input_name(small_model, imgsz)
+            if big not in inputs or small not in known:
                 print(f"bigsmall {big}: needs converged inputs {big} and {small} (benchmarks/real_inputs.py)")
+                continue
+            # MACs and latency depend on the architecture alone: where the small input's file is gone, another input
+            # of the same model (trained at another size) stands in for it
+            small_file = Path(known[small]["best"])
+            others = [Path(i["best"]) for k, i in inputs.items() if k.startswith(f"{small_model}_")]
+            stand_in = small_file if small_file.is_file() else next((f for f in others if f.is_file()), None)
+            if stand_in is None:
+                print(f"bigsmall {big}: no file of {small_model} to count its MACs and time it")
                 continue
             epochs = int(inputs[big]["epochs"])
             budget = max(2, int(args.budget * epochs)) // 2 * 2
-            gmacs = _macs(Path(inputs[small]["best"])) / 1e9
+            gmacs = _macs(stand_in, imgsz) / 1e9
             keys = [f"target_gmacs={gmacs:.4f}", "iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1",
                     *args.keys]
-            row = _prune(f"{args.tag}_{big}_to_{small}", Path(inputs[big]["best"]), data, keys, runs)
-            row.update(big=big, small=small, recipe=args.tag, big_epochs=epochs, budget_epochs=budget,
-                       small_epochs=int(inputs[small]["epochs"]), small_map50_95=inputs[small]["best_map50_95"],
-                       small_macs=gmacs * 1e9)
+            row = _prune(f"{args.tag}_{big}_to_{small}", Path(inputs[big]["best"]), data, keys, runs, common)
+            # the small model given the same total epochs as the big one (its input's training, then unpruned
+            # epochs with the fine-tune defaults, as the controls get) where the big one trained longer; where its
+            # file is gone, the longest control an earlier session trained
+            total = int(inputs[big].get("init_epochs", 0)) + epochs + budget
+            small_epochs = int(known[small]["epochs"])
+            extra = total - small_epochs
+            equal = None
+            if extra > 0 and small_file.is_file():
+                equal = _train(f"equal_{small}_{extra}", small_file, data, extra,
+                               [*FT_DEFAULTS, f"close_mosaic={extra}"], runs, common)
+            elif extra > 0:
+                controls = [(c["epochs"], c["best_map50_95"]) for k, c in record.get("controls", {}).items()
+                            if k == f"{small}_{c['epochs']}ep"]
+                if controls:
+                    extra, best_control = max(controls)
+                    equal = {"best_map50_95": best_control}
+            row.update(big=big, small=small, recipe=args.tag, imgsz=imgsz, big_epochs=epochs, budget_epochs=budget,
+                       big_init=inputs[big].get("init"), big_init_epochs=inputs[big].get("init_epochs", 0),
+                       small_epochs=small_epochs, small_map50_95=known[small]["best_map50_95"], small_macs=gmacs * 1e9,
+                       big_map50_95=inputs[big]["best_map50_95"], small_extra_epochs=max(0, extra) if equal else 0,
+                       small_equal_map50_95=equal["best_map50_95"] if equal else known[small]["best_map50_95"],
+                       small_timed_file=str(stand_in))
+            if not args.no_latency:  # the models of the comparison, timed together at the runs' image size
+                files = {big: inputs[big]["best"], "pruned": row["pt"], small: str(stand_in)}
+                if equal and "best" in equal:
+                    files["equal"] = equal["best"]
+                work = root / "latency" / f"{big}_to_{small}"
+                row["latency_ms"] = latency = _latency(files, work, imgsz)
+                if latency["pruned"] > 1.05 * latency[small]:
+                    # slower than the small model at equal MACs: prune the big input again to the small model's
+                    # measured speed, as a speed-up over the big input (a ratio holds on a busy machine; ms do not)
+                    speedup = latency[big] / latency[small]
+                    keys = [f"target_speedup={speedup:.3f}", "iterative_steps=2", f"epochs={budget // 2}",
+                            "max_map_drop=1", *args.keys]
+                    fast = _prune(f"{args.tag}_{big}_to_{small}_latency", Path(inputs[big]["best"]), data, keys, runs,
+                                  common)
+                    row["equal_latency"] = {k: fast[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s",
+                                                                  "pt")}
+                    row["latency_ms"] = _latency({**files, "pruned_latency": fast["pt"]}, work, imgsz)
             rows = record.setdefault("bigsmall", [])
             rows[:] = [r for r in rows if (r["big"], r["recipe"]) != (big, args.tag)]
             rows.append(row)
             save()
-    if not args.no_latency:
-        files = {m: inputs[m]["best"] for m in inputs}
+    if not args.no_latency and "recipe" in args.parts:  # the 320-px inputs and recipes whose files are here
+        files = {m: info["best"] for m, info in inputs.items() if info.get("train_args", {}).get("imgsz", 320) == 320}
         files.update({f"{r['recipe']}_{r['model']}_{r['target']}": r["pt"] for r in record.get("recipe", [])})
-        files.update({f"{r['recipe']}_{r['big']}_to_{r['small']}": r["pt"] for r in record.get("bigsmall", [])})
         files = {k: v for k, v in files.items() if Path(v).is_file()}
         record["latency_ms"] = _latency(files, root / "latency")
         record["latency_threads"] = "ONNX Runtime default"

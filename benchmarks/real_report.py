@@ -34,10 +34,12 @@ def _gmacs(macs: Optional[float]) -> str:
 
 
 def _inputs_table(record: Dict[str, Any]) -> List[str]:
-    lines = ["| model | epochs trained | best mAP50-95 | training time | ONNX Runtime latency |", "|---|---|---|---|---|"]
+    lines = ["| model | image size | epochs trained | best mAP50-95 | training time | ONNX Runtime latency |",
+             "|---|---|---|---|---|---|"]
     latency = record.get("latency_ms", {})
     for model, info in record.get("inputs", {}).items():
-        lines.append(f"| {model} | {info.get('epochs')} | {_num(info.get('best_map50_95'))} | "
+        lines.append(f"| {model} | {info.get('train_args', {}).get('imgsz', 320)} | {info.get('epochs')} | "
+                     f"{_num(info.get('best_map50_95'))} | "
                      f"{info.get('train_s', info.get('wall_s', 0)) / 3600:.1f} h | {_num(latency.get(model), 1)} ms |")
     return lines
 
@@ -99,19 +101,83 @@ def _recipe_table(record: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _big_epochs(row: Dict[str, Any]) -> str:
+    """The big model's epochs: those of the input it started from (if any), its own, its fine-tunes'."""
+    init = f"{row['big_init_epochs']} ({row['big_init']}) + " if row.get("big_init") else ""
+    return f"{init}{row['big_epochs']} + {row['budget_epochs']}"
+
+
 def _bigsmall_table(record: Dict[str, Any]) -> List[str]:
-    lines = ["| pruned big model | GMACs | mAP50-95 | latency | total epochs | trained small model | GMACs | "
-             "mAP50-95 | latency | epochs | higher mAP50-95 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    latency = record.get("latency_ms", {})
+    lines = ["| image size | pruned big model | GMACs | mAP50-95 | latency | epochs (input + fine-tunes) | "
+             "small model | "
+             "GMACs | mAP50-95 (converged) | latency | same total epochs: mAP50-95 | higher mAP50-95 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in record.get("bigsmall", []):
-        label = f"{row['recipe']}_{row['big']}_to_{row['small']}"
-        big_wins = row["map50_95"] > row["small_map50_95"]
+        latency = row.get("latency_ms", {})
+        small_equal = row.get("small_equal_map50_95", row["small_map50_95"])
+        big_wins = row["map50_95"] > max(row["small_map50_95"], small_equal)
+        extra = row.get("small_extra_epochs", 0)
         lines.append(
-            f"| {row['big']} → pruned ({row['recipe']}) | {_gmacs(row['macs_after'])} | {_num(row['map50_95'])} | "
-            f"{_num(latency.get(label), 1)} ms | {row['big_epochs']} + {row['budget_epochs']} | {row['small']} | "
-            f"{_gmacs(row['small_macs'])} | {_num(row['small_map50_95'])} | {_num(latency.get(row['small']), 1)} ms | "
-            f"{row['small_epochs']} | {'pruned ' + row['big'] if big_wins else row['small']} |")
+            f"| {row.get('imgsz', 320)} | {row['big']} ({_num(row.get('big_map50_95'))}, {_gmacs(row['macs_before'])} "
+            f"GMACs) pruned | {_gmacs(row['macs_after'])} | {_num(row['map50_95'])} | "
+            f"{_num(latency.get('pruned'), 1)} ms | {_big_epochs(row)} | "
+            f"{row['small']} ({row['small_epochs']} epochs) | {_gmacs(row['small_macs'])} | "
+            f"{_num(row['small_map50_95'])} | {_num(latency.get(row['small']), 1)} ms | "
+            f"{_num(small_equal)} ({row['small_epochs']} + {extra} epochs) | "
+            f"{'pruned ' + row['big'] if big_wins else row['small']} (equal MACs) |")
+        fast = row.get("equal_latency")
+        if fast:  # the big model pruned again, to the small model's measured latency
+            fast_wins = fast["map50_95"] > max(row["small_map50_95"], small_equal)
+            lines.append(
+                f"| {row.get('imgsz', 320)} | {row['big']} pruned to {row['small']}'s latency | "
+                f"{_gmacs(fast['macs_after'])} | {_num(fast['map50_95'])} | "
+                f"{_num(latency.get('pruned_latency'), 1)} ms | {_big_epochs(row)} | "
+                f"{row['small']} | {_gmacs(row['small_macs'])} | {_num(row['small_map50_95'])} | "
+                f"{_num(latency.get(row['small']), 1)} ms | {_num(small_equal)} | "
+                f"{'pruned ' + row['big'] if fast_wins else row['small']} (equal latency) |")
     return lines
+
+
+def plot_bigsmall(record: Dict[str, Any], out: Path) -> List[Path]:
+    """One figure per prune-big-or-train-small row: mAP50-95 against GMACs and against latency for the big input,
+    the pruned big model, the small input and the small model at the same total epochs."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    written = []
+    for row in record.get("bigsmall", []):
+        latency = row.get("latency_ms", {})
+        points = [(f"{row['big']} (trained here)", row["macs_before"], latency.get(row["big"]), row.get("big_map50_95"),
+                   "black", "s"),
+                  (f"{row['big']} pruned", row["macs_after"], latency.get("pruned"), row["map50_95"], "tab:blue", "o"),
+                  (f"{row['small']} (trained here)", row["small_macs"], latency.get(row["small"]),
+                   row["small_map50_95"], "black", "s"),
+                  (f"{row['small']}, same total epochs", row["small_macs"], latency.get("equal"),
+                   row.get("small_equal_map50_95"), "tab:orange", "o")]
+        if row.get("equal_latency"):
+            fast = row["equal_latency"]
+            points.append((f"{row['big']} pruned to {row['small']}'s latency", fast["macs_after"],
+                           latency.get("pruned_latency"), fast["map50_95"], "tab:green", "o"))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, index, label in ((axes[0], 1, "GMACs"), (axes[1], 2, "ONNX Runtime latency, batch 1 (ms)")):
+            for point in points:
+                x = point[index] / 1e9 if index == 1 and point[index] else point[index]
+                if x and point[3] is not None:
+                    ax.scatter([x], [point[3]], color=point[4], marker=point[5])
+                    ax.annotate(point[0], (x, point[3]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_xlabel(f"{label} at {row.get('imgsz', 320)} px")
+            ax.set_ylabel("mAP50-95 (val tiles)")
+            ax.grid(alpha=0.3)
+            ax.margins(x=0.25, y=0.15)
+        fig.suptitle(f"Prune big or train small: {row['big']} pruned to {row['small']}'s MACs (tree crowns)")
+        fig.tight_layout()
+        path = out.parent / f"{out.name}_bigsmall_{row['big']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def plot(record: Dict[str, Any], out: Path) -> List[Path]:
@@ -123,18 +189,14 @@ def plot(record: Dict[str, Any], out: Path) -> List[Path]:
     import matplotlib.pyplot as plt
 
     latency = record.get("latency_ms", {})
-    inputs = record.get("inputs", {})
+    inputs = {m: info for m, info in record.get("inputs", {}).items()
+              if info.get("train_args", {}).get("imgsz", 320) == 320}  # other sizes: plot_bigsmall
     macs = {m: info.get("gmacs") for m, info in inputs.items()}
     points = []  # (label, input label, gmacs, latency, map)
     for row in record.get("recipe", []):
         points.append((f"{row['model']} pruned to {row['target']}", row["model"], row["macs_after"] / 1e9,
                        latency.get(f"{row['recipe']}_{row['model']}_{row['target']}"), row["map50_95"]))
         macs.setdefault(row["model"], row["macs_before"] / 1e9)
-    for row in record.get("bigsmall", []):
-        points.append((f"{row['big']} pruned to {row['small']}'s MACs", row["big"], row["macs_after"] / 1e9,
-                       latency.get(f"{row['recipe']}_{row['big']}_to_{row['small']}"), row["map50_95"]))
-        macs.setdefault(row["big"], row["macs_before"] / 1e9)
-        macs.setdefault(row["small"], row["small_macs"] / 1e9)
     written = []
     for axis, name in (("gmacs", "map_vs_gmacs"), ("latency", "map_vs_latency")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -194,7 +256,7 @@ def write(record: Dict[str, Any], out: Path) -> Path:
         *_bigsmall_table(record),
         "",
     ]
-    for path in plot(record, out):
+    for path in [*plot(record, out), *plot_bigsmall(record, out)]:
         lines.append(f"![{path.stem}]({path.name})")
     md = out.parent / f"{out.name}.md"
     md.write_text("\n".join(lines) + "\n")
