@@ -77,6 +77,19 @@ def speedup_run(tmp_path_factory):
     return report, project / "speedup", stream.getvalue()
 
 
+def test_summary_of_a_latency_target_run_with_data_has_both_notes(speedup_run):
+    """With data, a run's summary also gets the ONNX Runtime mAP check below the latency target's line (a run with
+    both once failed at its very end: the latency note's text replaced the report's final entry)."""
+    from ultralytics_prune_plugin.report.summary import summary_table
+
+    report = json.loads(json.dumps(speedup_run[0]))  # a copy of the real report, given the check a run with data makes
+    report["onnx"].update(onnx_map50_95=0.5, pytorch_map50_95=0.5, onnx_agrees=True)
+    report["final"]["map50_95"] = 0.51
+    text = summary_table(report, IMGSZ)
+    assert "target_speedup=2 in onnxruntime" in text
+    assert "ONNX Runtime check of weights/pruned.onnx" in text and "the table's 0.5100 is with them" in text
+
+
 def test_target_speedup_prunes_to_the_measured_fraction_and_reports_it(speedup_run):
     report, run_dir, out = speedup_run
     record = report["latency_target"]

@@ -150,13 +150,13 @@ def _notes(report: PruneReport, main: str) -> List[str]:
     latency = report.get("latency_target")
     if latency and latency.get("chosen_macs_fraction") is not None:
         final_speedup = latency.get("final_speedup")
-        final = (f"the kept model measures {final_speedup:.2f}× in {latency.get('final_measured_in')} at the end"
-                 if final_speedup is not None else "the kept model was not timed")
+        measured = (f"the kept model measures {final_speedup:.2f}× in {latency.get('final_measured_in')} at the end"
+                    if final_speedup is not None else "the kept model was not timed")
         notes.append(
             f"{latency['key']}={latency['requested']:g} in {latency['runtime']} (threads={latency['threads']}, "
             f"imgsz={latency['imgsz']}, batch 1): target_macs={latency['chosen_macs_fraction']:.3f} found by timing "
             f"{len(latency['candidates'])} candidate(s), {latency['chosen_speedup']:.2f}× on its candidate; "
-            + final + (f" (requested {_requested_speedup(latency):.2f}×)" if _requested_speedup(latency) else "")
+            + measured + (f" (requested {_requested_speedup(latency):.2f}×)" if _requested_speedup(latency) else "")
         )
     if onnx.get("fast_dfl"):
         notes.append("fast_dfl=True: both ONNX files exported with it, so the latencies compare like with like")
