@@ -236,7 +236,8 @@ def write(record: Dict[str, Any], out: Path) -> Path:
         "# Real photographs: tree crowns (NEON orthophotos from the deepforest wheel)",
         "",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, flags: {machine.get('flags', '?')}; "
-        f"{record.get('versions', '')}; OMP_NUM_THREADS={record.get('threads')}; updated {record.get('updated')}.",
+        f"{record.get('versions', '')}; OMP_NUM_THREADS={record.get('threads')}; updated {record.get('updated')}. "
+        "That is the machine of the last update: rows of earlier sessions keep the numbers measured on theirs.",
         "Inputs trained here from `*.yaml` (no pretrained weights can be downloaded); latency: ONNX Runtime CPU, "
         f"batch 1, 320 px, {record.get('latency_threads', 'default threads')}, every file timed in one process.",
         "",
