@@ -101,6 +101,10 @@ def _recipe_table(record: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _minutes(seconds: Optional[float]) -> str:
+    return f"{seconds / 60:.0f} min" if seconds is not None else "–"
+
+
 def _big_epochs(row: Dict[str, Any]) -> str:
     """The big model's epochs: those of the input it started from (if any), its own, its fine-tunes'."""
     init = f"{row['big_init_epochs']} ({row['big_init']}) + " if row.get("big_init") else ""
@@ -109,9 +113,9 @@ def _big_epochs(row: Dict[str, Any]) -> str:
 
 def _bigsmall_table(record: Dict[str, Any]) -> List[str]:
     lines = ["| image size | pruned big model | GMACs | mAP50-95 | latency | epochs (input + fine-tunes) | "
-             "small model | "
-             "GMACs | mAP50-95 (converged) | latency | same total epochs: mAP50-95 | higher mAP50-95 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "small model | GMACs | mAP50-95 (converged) | latency | same total epochs: mAP50-95 | "
+             "higher mAP50-95 | prune wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in record.get("bigsmall", []):
         latency = row.get("latency_ms", {})
         small_equal = row.get("small_equal_map50_95", row["small_map50_95"])
@@ -124,7 +128,7 @@ def _bigsmall_table(record: Dict[str, Any]) -> List[str]:
             f"{row['small']} ({row['small_epochs']} epochs) | {_gmacs(row['small_macs'])} | "
             f"{_num(row['small_map50_95'])} | {_num(latency.get(row['small']), 1)} ms | "
             f"{_num(small_equal)} ({row['small_epochs']} + {extra} epochs) | "
-            f"{'pruned ' + row['big'] if big_wins else row['small']} (equal MACs) |")
+            f"{'pruned ' + row['big'] if big_wins else row['small']} (equal MACs) | {_minutes(row.get('wall_s'))} |")
         fast = row.get("equal_latency")
         if fast:  # the big model pruned again, to the small model's measured latency
             fast_wins = fast["map50_95"] > max(row["small_map50_95"], small_equal)
@@ -134,7 +138,8 @@ def _bigsmall_table(record: Dict[str, Any]) -> List[str]:
                 f"{_num(latency.get('pruned_latency'), 1)} ms | {_big_epochs(row)} | "
                 f"{row['small']} | {_gmacs(row['small_macs'])} | {_num(row['small_map50_95'])} | "
                 f"{_num(latency.get(row['small']), 1)} ms | {_num(small_equal)} | "
-                f"{'pruned ' + row['big'] if fast_wins else row['small']} (equal latency) |")
+                f"{'pruned ' + row['big'] if fast_wins else row['small']} (equal latency) | "
+                f"{_minutes(fast.get('wall_s'))} |")
     return lines
 
 
