@@ -143,14 +143,30 @@ def _bigsmall_table(record: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def plot_bigsmall(record: Dict[str, Any], out: Path) -> List[Path]:
-    """One figure per prune-big-or-train-small row: mAP50-95 against GMACs and against latency for the big input,
-    the pruned big model, the small input and the small model at the same total epochs."""
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (a script of its own: no user backend to keep)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bigsmall(record: Dict[str, Any], out: Path) -> List[Path]:
+    """One figure per prune-big-or-train-small row: mAP50-95 against GMACs and against latency for the big input,
+    the pruned big model, the small input and the small model at the same total epochs."""
+    plt = _pyplot()
     written = []
     for row in record.get("bigsmall", []):
         latency = row.get("latency_ms", {})
@@ -177,22 +193,14 @@ def plot_bigsmall(record: Dict[str, Any], out: Path) -> List[Path]:
             ax.grid(alpha=0.3)
             ax.margins(x=0.25, y=0.15)
         fig.suptitle(f"Prune big or train small: {row['big']} pruned to {row['small']}'s MACs (tree crowns)")
-        fig.tight_layout()
-        path = out.parent / f"{out.name}_bigsmall_{row['big']}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out.parent / f"{out.name}_bigsmall_{row['big']}.png"))
     return written
 
 
 def plot(record: Dict[str, Any], out: Path) -> List[Path]:
     """mAP50-95 against GMACs and against ONNX Runtime latency: inputs as reference points, pruned models as arrows
     from their input. Returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # a script of its own: no user backend to keep
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     latency = record.get("latency_ms", {})
     inputs = {m: info for m, info in record.get("inputs", {}).items()
               if info.get("train_args", {}).get("imgsz", 320) == 320}  # other sizes: plot_bigsmall
@@ -226,11 +234,7 @@ def plot(record: Dict[str, Any], out: Path) -> List[Path]:
         ax.set_title("Tree crowns (real photographs): pruned models against models trained here")
         ax.grid(alpha=0.3)
         ax.margins(x=0.2, y=0.1)  # room for the labels of the outermost points
-        fig.tight_layout()
-        path = out.parent / f"{out.name}_{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out.parent / f"{out.name}_{name}.png"))
     return written
 
 
