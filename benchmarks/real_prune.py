@@ -15,6 +15,10 @@ Parts (``--parts``), each through the public ``yolo`` command, each run reused w
   same total epochs (input, the input it started from, fine-tunes). The four models are timed together; where the
   pruned model is more than 5 % slower than the ``n`` one, the ``s`` input is pruned again with
   ``target_speedup`` to the ``n`` model's measured latency.
+* ``latency``: MACs or latency as the target, at equal measured latency (issue 17). The ``recipe`` run at
+  ``target_macs=0.5`` (uniform allocation) is timed against its input; the input is then pruned with
+  ``target_speedup`` set to that measured speed-up and ``allocation=latency`` (groups that cost more time lose more),
+  with the same fine-tune budget, and the three files are timed together again. Run ``recipe`` first.
 
 Every input and result is exported at the runs' ``--imgsz`` (the data's 320 px by default) and timed in one process
 with ONNX Runtime (CPU, batch 1, all files taking turns). Writes ``results_real.json`` and ``results_real.md`` beside this script (``--out``
@@ -138,6 +142,29 @@ def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50
     return {k: v["median_ms"] for k, v in measure_latency(onnx, imgsz, runs=runs, warmup=5).items()}
 
 
+def _equal_latency(model: str, best: Path, data: Path, budget: int, record: Dict[str, Any], args, runs: Path,
+                   work: Path, imgsz: int, common: List[str]) -> Dict[str, Any]:
+    """The ``latency`` part for one input: its MACs-targeted result against a latency-targeted one of equal speed."""
+    macs = next((r for r in record.get("recipe", []) if (r["model"], r["target"], r["recipe"]) == (model, 0.5, args.tag)
+                 and Path(r["pt"]).is_file()), None)
+    if macs is None:
+        print(f"latency {model}: needs this session's recipe run at target 0.5 (--parts recipe --targets 0.5)")
+        return {}
+    first = _latency({model: str(best), "macs": macs["pt"]}, work, imgsz, runs=100)
+    speedup = first[model] / first["macs"]
+    keys = [f"target_speedup={speedup:.3f}", "allocation=latency", "iterative_steps=2", f"epochs={budget // 2}",
+            "max_map_drop=1", *args.keys]
+    fast = _prune(f"{args.tag}_{model}_latency", best, data, keys, runs, common)
+    final = _latency({model: str(best), "macs": macs["pt"], "latency": fast["pt"]}, work, imgsz, runs=100)
+    print(f"{model}: MACs-targeted {macs['map50_95']:.3f} at {final[model] / final['macs']:.2f}x, latency-targeted "
+          f"{fast['map50_95']:.3f} at {final[model] / final['latency']:.2f}x (asked {speedup:.2f}x)", flush=True)
+    return {"model": model, "recipe": args.tag, "budget_epochs": budget, "speedup_asked": speedup,
+            "first_latency_ms": first, "latency_ms": final, "input_map50_95": macs["input_map50_95"],
+            "macs_before": macs["macs_before"],
+            "macs_targeted": {k: macs[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s", "pt")},
+            "latency_targeted": {k: fast[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s", "pt")}}
+
+
 def _cpu() -> Dict[str, str]:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
@@ -151,7 +178,7 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "yolo26n"])
     parser.add_argument("--big", nargs="*", default=["yolov8s", "yolo11s"])
     parser.add_argument("--parts", nargs="+", default=["continue", "recipe", "bigsmall"],
-                        choices=["continue", "recipe", "bigsmall"])
+                        choices=["continue", "recipe", "bigsmall", "latency"])
     parser.add_argument("--continuations", nargs="+", default=list(CONTINUATIONS), choices=list(CONTINUATIONS))
     parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
     parser.add_argument("--budget", type=float, default=0.2, help="fine-tune epochs as a fraction of the input's")
@@ -189,7 +216,7 @@ def main(argv=None) -> Dict[str, Any]:
     def save():
         out_json.write_text(json.dumps(record, indent=1) + "\n")
 
-    per_model = {"continue", "recipe"} & set(args.parts)
+    per_model = {"continue", "recipe", "latency"} & set(args.parts)
     for model in [real_inputs.input_name(m, imgsz) for m in args.models] if per_model else []:
         info = inputs[model]
         best, epochs = Path(info["best"]), int(info["epochs"])
@@ -222,6 +249,14 @@ def main(argv=None) -> Dict[str, Any]:
                 print(f"{model} {args.tag} target {target}: {row['input_map50_95']:.3f} -> {row['map50_95']:.3f} "
                       f"({row['map50_95'] / row['input_map50_95']:.1%}; control {control['best_map50_95']:.3f})",
                       flush=True)
+        if "latency" in args.parts:
+            row = _equal_latency(model, best, data, budget, record, args, runs, root / "latency" / f"equal_{model}",
+                                 imgsz, common)
+            if row:
+                rows = record.setdefault("equal_latency", [])
+                rows[:] = [r for r in rows if (r["model"], r["recipe"]) != (model, args.tag)]
+                rows.append(row)
+                save()
     if "bigsmall" in args.parts:
         known = record["inputs"]  # this session's inputs and earlier ones, whose files may be gone
         for name in args.big:

@@ -238,6 +238,24 @@ def plot(record: Dict[str, Any], out: Path) -> List[Path]:
     return written
 
 
+def _equal_latency_table(record: Dict[str, Any]) -> List[str]:
+    """MACs-targeted against latency-targeted pruning of one input, timed together (the ``latency`` part)."""
+    lines = ["| model | run | keys | MACs cut | speed-up (ORT, timed together) | speed-up ÷ MACs cut | "
+             "input → pruned mAP50-95 | kept of input | prune wall time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in record.get("equal_latency", []):
+        latency = row["latency_ms"]
+        for label, run in (("macs", row["macs_targeted"]), ("latency", row["latency_targeted"])):
+            cut = row["macs_before"] / run["macs_after"]
+            speed = latency[row["model"]] / latency[label]
+            keys = " ".join(k for k in run["keys"] if k.split("=")[0] in ("target_macs", "target_speedup", "allocation"))
+            lines.append(
+                f"| {row['model']} | {label}-targeted | `{keys}` | {cut:.2f}× | {speed:.2f}× | {speed / cut:.2f} | "
+                f"{_num(row['input_map50_95'])} → {_num(run['map50_95'])} | "
+                f"{_pct(run['map50_95'], row['input_map50_95'])} | {_minutes(run.get('wall_s'))} |")
+    return lines
+
+
 def write(record: Dict[str, Any], out: Path) -> Path:
     """Write ``<out>.md`` and the plots; return the markdown file."""
     machine = record.get("machine", {})
@@ -264,6 +282,14 @@ def write(record: Dict[str, Any], out: Path) -> Path:
         "## Prune big or train small",
         "",
         *_bigsmall_table(record),
+        "",
+        "## MACs or latency as the target, at equal measured latency",
+        "",
+        "The `target_macs=0.5` recipe run (uniform allocation) is timed against its input; the input is pruned again "
+        "with `target_speedup` set to that speed-up and `allocation=latency`, with the same fine-tune budget; the three "
+        "files are then timed together (median of 100 runs each, taking turns).",
+        "",
+        *_equal_latency_table(record),
         "",
     ]
     for path in [*plot(record, out), *plot_bigsmall(record, out)]:
