@@ -19,6 +19,8 @@ Parts (``--parts``), each through the public ``yolo`` command, each run reused w
   ``target_macs=0.5`` (uniform allocation) is timed against its input; the input is then pruned with
   ``target_speedup`` set to that measured speed-up and ``allocation=latency`` (groups that cost more time lose more),
   with the same fine-tune budget, and the three files are timed together again. Run ``recipe`` first.
+* ``retime``: the ``latency`` part's three files of each model timed again, on 1 thread and on ONNX Runtime's default
+  threads (``--threads``), with the machine's load average; run it when the machine is idle.
 
 Every input and result is exported at the runs' ``--imgsz`` (the data's 320 px by default) and timed in one process
 with ONNX Runtime (CPU, batch 1, all files taking turns). Writes ``results_real.json`` and ``results_real.md`` beside this script (``--out``
@@ -40,7 +42,7 @@ import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -127,7 +129,8 @@ def _macs(pt: Path, imgsz: int = 320) -> float:
     return float(count_macs_params(YOLO(str(pt)).model.float().eval(), imgsz)[0])
 
 
-def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50) -> Dict[str, float]:
+def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50,
+             threads: Optional[int] = None) -> Dict[str, float]:
     """Export every checkpoint at ``imgsz`` and time all of them together in ONNX Runtime; label -> median ms."""
     from ultralytics import YOLO
 
@@ -139,30 +142,43 @@ def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pt, copy)
         onnx[label] = YOLO(str(copy)).export(format="onnx", imgsz=imgsz, simplify=False)
-    return {k: v["median_ms"] for k, v in measure_latency(onnx, imgsz, runs=runs, warmup=5).items()}
+    return {k: v["median_ms"] for k, v in measure_latency(onnx, imgsz, runs=runs, warmup=5, threads=threads).items()}
 
 
 def _equal_latency(model: str, best: Path, data: Path, budget: int, record: Dict[str, Any], args, runs: Path,
-                   work: Path, imgsz: int, common: List[str]) -> Dict[str, Any]:
+                   work: Path, imgsz: int, common: List[str], threads: Optional[int] = None) -> Dict[str, Any]:
     """The ``latency`` part for one input: its MACs-targeted result against a latency-targeted one of equal speed."""
     macs = next((r for r in record.get("recipe", []) if (r["model"], r["target"], r["recipe"]) == (model, 0.5, args.tag)
                  and Path(r["pt"]).is_file()), None)
     if macs is None:
         print(f"latency {model}: needs this session's recipe run at target 0.5 (--parts recipe --targets 0.5)")
         return {}
-    first = _latency({model: str(best), "macs": macs["pt"]}, work, imgsz, runs=100)
+    first = _latency({model: str(best), "macs": macs["pt"]}, work, imgsz, runs=100, threads=threads)
     speedup = first[model] / first["macs"]
     keys = [f"target_speedup={speedup:.3f}", "allocation=latency", "iterative_steps=2", f"epochs={budget // 2}",
-            "max_map_drop=1", *args.keys]
-    fast = _prune(f"{args.tag}_{model}_latency", best, data, keys, runs, common)
-    final = _latency({model: str(best), "macs": macs["pt"], "latency": fast["pt"]}, work, imgsz, runs=100)
+            "max_map_drop=1", *([f"threads={threads}"] if threads else []), *args.keys]
+    fast = _prune(f"{args.tag}_{model}_latency{f'_t{threads}' if threads else ''}", best, data, keys, runs, common)
+    final = _latency({model: str(best), "macs": macs["pt"], "latency": fast["pt"]}, work, imgsz, runs=100,
+                     threads=threads)
     print(f"{model}: MACs-targeted {macs['map50_95']:.3f} at {final[model] / final['macs']:.2f}x, latency-targeted "
           f"{fast['map50_95']:.3f} at {final[model] / final['latency']:.2f}x (asked {speedup:.2f}x)", flush=True)
-    return {"model": model, "recipe": args.tag, "budget_epochs": budget, "speedup_asked": speedup,
+    return {"model": model, "recipe": args.tag, "threads": threads, "budget_epochs": budget, "speedup_asked": speedup,
             "first_latency_ms": first, "latency_ms": final, "input_map50_95": macs["input_map50_95"],
             "macs_before": macs["macs_before"],
             "macs_targeted": {k: macs[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s", "pt")},
             "latency_targeted": {k: fast[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s", "pt")}}
+
+
+def _retime(onnx: Dict[str, Path], imgsz: int, threads: List[str], runs: int = 200) -> Dict[str, Any]:
+    """Time ONNX files together at each thread count ('default': ONNX Runtime's); thread count -> label -> ms."""
+    from ultralytics_prune_plugin.deploy.onnx import measure_latency
+
+    out: Dict[str, Any] = {"load_before": os.getloadavg()[0]}
+    for t in threads:
+        times = measure_latency(onnx, imgsz, runs=runs, warmup=10, threads=None if t == "default" else int(t))
+        out[t] = {label: {k: v[k] for k in ("median_ms", "min_ms")} for label, v in times.items()}
+    out["load_after"] = os.getloadavg()[0]
+    return out
 
 
 def _cpu() -> Dict[str, str]:
@@ -178,7 +194,10 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "yolo26n"])
     parser.add_argument("--big", nargs="*", default=["yolov8s", "yolo11s"])
     parser.add_argument("--parts", nargs="+", default=["continue", "recipe", "bigsmall"],
-                        choices=["continue", "recipe", "bigsmall", "latency"])
+                        choices=["continue", "recipe", "bigsmall", "latency", "retime"])
+    parser.add_argument("--latency-threads", type=int, help="ONNX Runtime threads of the latency part (its key "
+                        "threads=; default: the runtime's own)")
+    parser.add_argument("--threads", nargs="+", default=["1", "default"], help="thread counts of the retime part")
     parser.add_argument("--continuations", nargs="+", default=list(CONTINUATIONS), choices=list(CONTINUATIONS))
     parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
     parser.add_argument("--budget", type=float, default=0.2, help="fine-tune epochs as a fraction of the input's")
@@ -250,13 +269,22 @@ def main(argv=None) -> Dict[str, Any]:
                       f"({row['map50_95'] / row['input_map50_95']:.1%}; control {control['best_map50_95']:.3f})",
                       flush=True)
         if "latency" in args.parts:
-            row = _equal_latency(model, best, data, budget, record, args, runs, root / "latency" / f"equal_{model}",
-                                 imgsz, common)
+            suffix = f"_t{args.latency_threads}" if args.latency_threads else ""
+            row = _equal_latency(model, best, data, budget, record, args, runs,
+                                 root / "latency" / f"equal_{model}{suffix}", imgsz, common, args.latency_threads)
             if row:
                 rows = record.setdefault("equal_latency", [])
-                rows[:] = [r for r in rows if (r["model"], r["recipe"]) != (model, args.tag)]
+                rows[:] = [r for r in rows if (r["model"], r["recipe"], r.get("threads")) !=
+                           (model, args.tag, args.latency_threads)]
                 rows.append(row)
                 save()
+    for row in record.get("equal_latency", []) if "retime" in args.parts else []:
+        folder = f"equal_{row['model']}" + (f"_t{row['threads']}" if row.get("threads") else "")
+        onnx = {label: root / "latency" / folder / "onnx" / f"{label}.onnx"
+                for label in (row["model"], "macs", "latency")}
+        if all(f.is_file() for f in onnx.values()):
+            row["retimed"] = _retime(onnx, imgsz, args.threads)
+            save()
     if "bigsmall" in args.parts:
         known = record["inputs"]  # this session's inputs and earlier ones, whose files may be gone
         for name in args.big:

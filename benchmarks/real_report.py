@@ -240,17 +240,23 @@ def plot(record: Dict[str, Any], out: Path) -> List[Path]:
 
 def _equal_latency_table(record: Dict[str, Any]) -> List[str]:
     """MACs-targeted against latency-targeted pruning of one input, timed together (the ``latency`` part)."""
-    lines = ["| model | run | keys | MACs cut | speed-up (ORT, timed together) | speed-up ÷ MACs cut | "
-             "input → pruned mAP50-95 | kept of input | prune wall time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | threads of the search | run | keys | MACs cut | speed-up, timed after the run | "
+             "re-timed: 1 thread | re-timed: default threads | input → pruned mAP50-95 | kept of input | "
+             "prune wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in record.get("equal_latency", []):
-        latency = row["latency_ms"]
+        model, latency, retimed = row["model"], row["latency_ms"], row.get("retimed", {})
+
+        def again(threads: str, label: str) -> str:
+            times = retimed.get(threads)
+            return f"{times[model]['median_ms'] / times[label]['median_ms']:.2f}×" if times else "–"
+
         for label, run in (("macs", row["macs_targeted"]), ("latency", row["latency_targeted"])):
             cut = row["macs_before"] / run["macs_after"]
-            speed = latency[row["model"]] / latency[label]
             keys = " ".join(k for k in run["keys"] if k.split("=")[0] in ("target_macs", "target_speedup", "allocation"))
             lines.append(
-                f"| {row['model']} | {label}-targeted | `{keys}` | {cut:.2f}× | {speed:.2f}× | {speed / cut:.2f} | "
+                f"| {model} | {row.get('threads') or 'default'} | {label}-targeted | `{keys}` | {cut:.2f}× | "
+                f"{latency[model] / latency[label]:.2f}× | {again('1', label)} | {again('default', label)} | "
                 f"{_num(row['input_map50_95'])} → {_num(run['map50_95'])} | "
                 f"{_pct(run['map50_95'], row['input_map50_95'])} | {_minutes(run.get('wall_s'))} |")
     return lines
@@ -287,7 +293,8 @@ def write(record: Dict[str, Any], out: Path) -> Path:
         "",
         "The `target_macs=0.5` recipe run (uniform allocation) is timed against its input; the input is pruned again "
         "with `target_speedup` set to that speed-up and `allocation=latency`, with the same fine-tune budget; the three "
-        "files are then timed together (median of 100 runs each, taking turns).",
+        "files are then timed together (median of 100 runs each, taking turns) at the search's thread count, and again "
+        "by the `retime` part (median of 200 runs each; the load average is in the JSON record).",
         "",
         *_equal_latency_table(record),
         "",
