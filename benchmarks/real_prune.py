@@ -15,10 +15,12 @@ Parts (``--parts``), each through the public ``yolo`` command, each run reused w
   same total epochs (input, the input it started from, fine-tunes). The four models are timed together; where the
   pruned model is more than 5 % slower than the ``n`` one, the ``s`` input is pruned again with
   ``target_speedup`` to the ``n`` model's measured latency.
-* ``latency``: MACs or latency as the target, at equal measured latency (issue 17). The ``recipe`` run at
-  ``target_macs=0.5`` (uniform allocation) is timed against its input; the input is then pruned with
-  ``target_speedup`` set to that measured speed-up and ``allocation=latency`` (groups that cost more time lose more),
-  with the same fine-tune budget, and the three files are timed together again. Run ``recipe`` first.
+* ``latency``: MACs or latency as the target, at equal measured latency. The ``recipe`` run at ``target_macs=0.5``
+  (uniform allocation) is timed against its input; the input is then pruned with ``target_speedup`` set to that
+  measured speed-up and ``allocation=latency`` (groups that cost more time lose more), with the same fine-tune budget,
+  and the three files are timed together again. Both timings and the run's search use ONNX Runtime's default threads,
+  or ``--latency-threads`` (the run's ``threads=`` key). A search measures the machine as it is: with another job on
+  the other core, one on all threads misses its target. Run ``recipe`` first.
 * ``retime``: the ``latency`` part's three files of each model timed again, on 1 thread and on ONNX Runtime's default
   threads (``--threads``), with the machine's load average; run it when the machine is idle.
 
