@@ -131,12 +131,9 @@ def _macs(pt: Path, imgsz: int = 320) -> float:
     return float(count_macs_params(YOLO(str(pt)).model.float().eval(), imgsz)[0])
 
 
-def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50,
-             threads: Optional[int] = None) -> Dict[str, float]:
-    """Export every checkpoint at ``imgsz`` and time all of them together in ONNX Runtime; label -> median ms."""
+def _export(files: Dict[str, str], work: Path, imgsz: int = 320) -> Dict[str, str]:
+    """Export every checkpoint (label -> .pt) to ONNX at ``imgsz`` under ``work/onnx``; label -> ONNX file."""
     from ultralytics import YOLO
-
-    from ultralytics_prune_plugin.deploy.onnx import measure_latency
 
     onnx = {}
     for label, pt in files.items():
@@ -144,7 +141,20 @@ def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pt, copy)
         onnx[label] = YOLO(str(copy)).export(format="onnx", imgsz=imgsz, simplify=False)
+    return onnx
+
+
+def _time(onnx: Dict[str, str], imgsz: int = 320, runs: int = 50, threads: Optional[int] = None) -> Dict[str, float]:
+    """Time ONNX files together in ONNX Runtime (taking turns, batch 1); label -> median ms."""
+    from ultralytics_prune_plugin.deploy.onnx import measure_latency
+
     return {k: v["median_ms"] for k, v in measure_latency(onnx, imgsz, runs=runs, warmup=5, threads=threads).items()}
+
+
+def _latency(files: Dict[str, str], work: Path, imgsz: int = 320, runs: int = 50,
+             threads: Optional[int] = None) -> Dict[str, float]:
+    """Export every checkpoint at ``imgsz`` and time all of them together in ONNX Runtime; label -> median ms."""
+    return _time(_export(files, work, imgsz), imgsz, runs, threads)
 
 
 def _equal_latency(model: str, best: Path, data: Path, budget: int, record: Dict[str, Any], args, runs: Path,
@@ -155,13 +165,13 @@ def _equal_latency(model: str, best: Path, data: Path, budget: int, record: Dict
     if macs is None:
         print(f"latency {model}: needs this session's recipe run at target 0.5 (--parts recipe --targets 0.5)")
         return {}
-    first = _latency({model: str(best), "macs": macs["pt"]}, work, imgsz, runs=100, threads=threads)
+    onnx = _export({model: str(best), "macs": macs["pt"]}, work, imgsz)
+    first = _time(onnx, imgsz, runs=100, threads=threads)
     speedup = first[model] / first["macs"]
     keys = [f"target_speedup={speedup:.3f}", "allocation=latency", "iterative_steps=2", f"epochs={budget // 2}",
             "max_map_drop=1", *([f"threads={threads}"] if threads else []), *args.keys]
     fast = _prune(f"{args.tag}_{model}_latency{f'_t{threads}' if threads else ''}", best, data, keys, runs, common)
-    final = _latency({model: str(best), "macs": macs["pt"], "latency": fast["pt"]}, work, imgsz, runs=100,
-                     threads=threads)
+    final = _time({**onnx, **_export({"latency": fast["pt"]}, work, imgsz)}, imgsz, runs=100, threads=threads)
     print(f"{model}: MACs-targeted {macs['map50_95']:.3f} at {final[model] / final['macs']:.2f}x, latency-targeted "
           f"{fast['map50_95']:.3f} at {final[model] / final['latency']:.2f}x (asked {speedup:.2f}x)", flush=True)
     return {"model": model, "recipe": args.tag, "threads": threads, "budget_epochs": budget, "speedup_asked": speedup,
@@ -337,7 +347,8 @@ def main(argv=None) -> Dict[str, Any]:
                 if equal and "best" in equal:
                     files["equal"] = equal["best"]
                 work = root / "latency" / f"{big}_to_{small}"
-                row["latency_ms"] = latency = _latency(files, work, imgsz)
+                onnx = _export(files, work, imgsz)
+                row["latency_ms"] = latency = _time(onnx, imgsz)
                 if latency["pruned"] > 1.05 * latency[small]:
                     # slower than the small model at equal MACs: prune the big input again to the small model's
                     # measured speed, as a speed-up over the big input (a ratio holds on a busy machine; ms do not)
@@ -348,7 +359,8 @@ def main(argv=None) -> Dict[str, Any]:
                                   common)
                     row["equal_latency"] = {k: fast[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s",
                                                                   "pt")}
-                    row["latency_ms"] = _latency({**files, "pruned_latency": fast["pt"]}, work, imgsz)
+                    onnx.update(_export({"pruned_latency": fast["pt"]}, work, imgsz))
+                    row["latency_ms"] = _time(onnx, imgsz)
             rows = record.setdefault("bigsmall", [])
             rows[:] = [r for r in rows if (r["big"], r["recipe"]) != (big, args.tag)]
             rows.append(row)
