@@ -21,6 +21,10 @@ Parts (``--parts``), each through the public ``yolo`` command, each run reused w
   and the three files are timed together again. Both timings and the run's search use ONNX Runtime's default threads,
   or ``--latency-threads`` (the run's ``threads=`` key). A search measures the machine as it is: with another job on
   the other core, one on all threads misses its target. Run ``recipe`` first.
+* ``seeds``: how much of a difference is noise. For each input, the control, the ``recipe`` run at
+  ``target_macs=0.5`` and each ``latency`` run (its architecture: ``allocation=latency`` at the MACs fraction its
+  search found, so no new search) are run again with each of ``--seeds``; seed 0 is the runs above. ``--jobs 2`` runs
+  two at a time (training only: no latency is measured for the record). Run ``recipe`` and ``latency`` first.
 * ``retime``: the ``latency`` part's three files of each model timed again, on 1 thread and on ONNX Runtime's default
   threads (``--threads``), with the machine's load average; run it when the machine is idle.
 
@@ -37,11 +41,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import os
 import platform
 import shutil
+import statistics
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -181,6 +188,43 @@ def _equal_latency(model: str, best: Path, data: Path, budget: int, record: Dict
             "latency_targeted": {k: fast[k] for k in ("keys", "macs_after", "map50_95", "steps", "wall_s", "pt")}}
 
 
+def _seeds(model: str, best: Path, data: Path, budget: int, args, runs: Path, common: List[str]) -> Dict[str, Any]:
+    """The ``seeds`` part for one input: each comparison's runs again with other seeds; label -> one row per seed."""
+    jobs = {"control": lambda s, suffix: _train(f"control_{model}_{budget}{suffix}", best, data, budget,
+                                                [*FT_DEFAULTS, f"close_mosaic={budget}", f"seed={s}"], runs, common)}
+    recipe = ["iterative_steps=2", f"epochs={budget // 2}", "max_map_drop=1", *args.keys]
+    jobs["macs"] = lambda s, suffix: _prune(f"{args.tag}_{model}_0.5{suffix}", best, data,
+                                            ["target_macs=0.5", *recipe, f"seed={s}"], runs, common)
+    found = {}  # latency runs of seed 0 -> (their report, the MACs fraction their search found)
+    for label, name in (("latency", f"{args.tag}_{model}_latency"), ("latency_t1", f"{args.tag}_{model}_latency_t1")):
+        report = runs / name / "prune_report.json"
+        if report.is_file():
+            found[label] = json.loads(report.read_text())
+    for label, report in found.items():
+        threads = report["args"].get("threads")
+        keys = ["allocation=latency", f"target_macs={report['target_macs']['requested']!r}",
+                *([f"threads={threads}"] if threads else []), *recipe]
+        jobs[label] = (lambda keys, label: lambda s, suffix: _prune(
+            f"{args.tag}_{model}_{label}{suffix}", best, data, [*keys, f"seed={s}"], runs, common))(keys, label)
+    work = [(label, s) for s in args.seeds for label in jobs]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = list(pool.map(lambda job: jobs[job[0]](job[1], f"_s{job[1]}" if job[1] else ""), work))
+    out: Dict[str, Any] = {"budget_epochs": budget, "seeds": list(args.seeds)}
+    for (label, s), row in zip(work, done):
+        figure = row["best_map50_95"] if label == "control" else row["map50_95"]
+        out.setdefault(label, []).append({"seed": s, "map50_95": figure, "macs_after": row.get("macs_after"),
+                                          "wall_s": row["wall_s"]})
+        if label != "control":
+            out["input_map50_95"], out["macs_before"] = row["input_map50_95"], row["macs_before"]
+    for label, report in found.items():  # the same architecture as the searched run, seed for seed
+        out[label + "_same_architecture"] = all(r["macs_after"] == report["final"]["macs"] for r in out[label])
+    for label in jobs:
+        values = [r["map50_95"] for r in out[label]]
+        print(f"{model} {label}: {' '.join(f'{v:.3f}' for v in values)} (mean {statistics.mean(values):.3f})",
+              flush=True)
+    return out
+
+
 def _retime(onnx: Dict[str, Path], imgsz: int, threads: List[str], runs: int = 200) -> Dict[str, Any]:
     """Time ONNX files together at each thread count ('default': ONNX Runtime's); thread count -> label -> ms."""
     from ultralytics_prune_plugin.deploy.onnx import measure_latency
@@ -206,7 +250,10 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "yolo26n"])
     parser.add_argument("--big", nargs="*", default=["yolov8s", "yolo11s"])
     parser.add_argument("--parts", nargs="+", default=["continue", "recipe", "bigsmall"],
-                        choices=["continue", "recipe", "bigsmall", "latency", "retime"])
+                        choices=["continue", "recipe", "bigsmall", "latency", "seeds", "retime"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the seeds part (0: the "
+                        "recipe and latency parts' own runs)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs of the seeds part at a time")
     parser.add_argument("--latency-threads", type=int, help="ONNX Runtime threads of the latency part (its key "
                         "threads=; default: the runtime's own)")
     parser.add_argument("--threads", nargs="+", default=["1", "default"], help="thread counts of the retime part")
@@ -230,6 +277,13 @@ def main(argv=None) -> Dict[str, Any]:
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     out_json = HERE / f"{args.out}.json"
+    # the record is read once and rewritten whole: a second process on the same --out would lose this one's rows
+    lock = open(HERE / f".{args.out}.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        parser.error(f"another real_prune.py is writing {out_json.name}; give this one another --out, or run its "
+                     "parts in one process (--jobs runs the seeds part's runs side by side)")
     record = json.loads(out_json.read_text()) if out_json.is_file() else {}
     record.update({
         "machine": _cpu(),
@@ -247,7 +301,7 @@ def main(argv=None) -> Dict[str, Any]:
     def save():
         out_json.write_text(json.dumps(record, indent=1) + "\n")
 
-    per_model = {"continue", "recipe", "latency"} & set(args.parts)
+    per_model = {"continue", "recipe", "latency", "seeds"} & set(args.parts)
     for model in [real_inputs.input_name(m, imgsz) for m in args.models] if per_model else []:
         info = inputs[model]
         best, epochs = Path(info["best"]), int(info["epochs"])
@@ -290,6 +344,9 @@ def main(argv=None) -> Dict[str, Any]:
                            (model, args.tag, args.latency_threads)]
                 rows.append(row)
                 save()
+        if "seeds" in args.parts:
+            record.setdefault("seeds", {})[model] = _seeds(model, best, data, budget, args, runs, common)
+            save()
     for row in record.get("equal_latency", []) if "retime" in args.parts else []:
         folder = f"equal_{row['model']}" + (f"_t{row['threads']}" if row.get("threads") else "")
         onnx = {label: root / "latency" / folder / "onnx" / f"{label}.onnx"

@@ -210,7 +210,9 @@ def plot(record: Dict[str, Any], out: Path) -> List[Path]:
         points.append((f"{row['model']} pruned to {row['target']}", row["model"], row["macs_after"] / 1e9,
                        latency.get(f"{row['recipe']}_{row['model']}_{row['target']}"), row["map50_95"]))
         macs.setdefault(row["model"], row["macs_before"] / 1e9)
-    written = []
+    written: List[Path] = []
+    if not points:  # a record without recipe rows (e.g. the seeds part's own): nothing to plot
+        return written
     for axis, name in (("gmacs", "map_vs_gmacs"), ("latency", "map_vs_latency")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for model, info in inputs.items():
@@ -262,8 +264,34 @@ def _equal_latency_table(record: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _seeds_table(record: Dict[str, Any]) -> List[str]:
+    """Each comparison's runs repeated with other seeds (the ``seeds`` part): the spread a single run hides."""
+    import statistics
+
+    names = {"control": "control (unpruned, same epochs)", "macs": "`target_macs=0.5`, uniform",
+             "latency": "latency-targeted, default threads", "latency_t1": "latency-targeted, 1 thread"}
+    lines = ["| model | run | MACs cut | mAP50-95 per seed | mean ± sd | mean kept of input | wall time per run |",
+             "|---|---|---|---|---|---|---|"]
+    for model, row in record.get("seeds", {}).items():
+        for label, name in names.items():
+            runs = row.get(label)
+            if not runs:
+                continue
+            values = [r["map50_95"] for r in runs]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            cut = f"{row['macs_before'] / runs[0]['macs_after']:.2f}×" if runs[0].get("macs_after") else "–"
+            same = "" if row.get(f"{label}_same_architecture", True) else " (architectures differ)"
+            per_seed = " ".join(f"{v:.3f} (seed {r['seed']})" for v, r in zip(values, runs))
+            lines.append(
+                f"| {model} | {name}{same} | {cut} | "
+                f"{per_seed} | "
+                f"{statistics.mean(values):.3f} ± {sd:.3f} | {_pct(statistics.mean(values), row.get('input_map50_95'))} "
+                f"| {_minutes(statistics.mean(r['wall_s'] for r in runs))} |")
+    return lines
+
+
 def write(record: Dict[str, Any], out: Path) -> Path:
-    """Write ``<out>.md`` and the plots; return the markdown file."""
+    """Write ``<out>.md`` and the plots; return the markdown file. Sections without rows are left out."""
     machine = record.get("machine", {})
     lines = [
         "# Real photographs: tree crowns (NEON orthophotos from the deepforest wheel)",
@@ -274,31 +302,29 @@ def write(record: Dict[str, Any], out: Path) -> Path:
         "Inputs trained here from `*.yaml` (no pretrained weights can be downloaded); latency: ONNX Runtime CPU, "
         f"batch 1, 320 px, {record.get('latency_threads', 'default threads')}, every file timed in one process.",
         "",
-        "## Converged inputs",
-        "",
-        *_inputs_table(record),
-        "",
-        "## Continuing the input without pruning (does a fine-tune start by collapsing?)",
-        "",
-        *_continue_table(record),
-        "## Recipes against their input and their control",
-        "",
-        *_recipe_table(record),
-        "",
-        "## Prune big or train small",
-        "",
-        *_bigsmall_table(record),
-        "",
-        "## MACs or latency as the target, at equal measured latency",
-        "",
-        "The `target_macs=0.5` recipe run (uniform allocation) is timed against its input; the input is pruned again "
-        "with `target_speedup` set to that speed-up and `allocation=latency`, with the same fine-tune budget; the three "
-        "files are then timed together (median of 100 runs each, taking turns) at the search's thread count, and again "
-        "by the `retime` part (median of 200 runs each; the load average is in the JSON record).",
-        "",
-        *_equal_latency_table(record),
-        "",
     ]
+    sections = [
+        ("Converged inputs", [], _inputs_table(record)),
+        ("Continuing the input without pruning (does a fine-tune start by collapsing?)", [], _continue_table(record)),
+        ("Recipes against their input and their control", [], _recipe_table(record)),
+        ("Prune big or train small", [], _bigsmall_table(record)),
+        ("MACs or latency as the target, at equal measured latency", [
+            "The `target_macs=0.5` recipe run (uniform allocation) is timed against its input; the input is pruned "
+            "again with `target_speedup` set to that speed-up and `allocation=latency`, with the same fine-tune "
+            "budget; the three files are then timed together (median of 100 runs each, taking turns) at the search's "
+            "thread count, and again by the `retime` part (median of 200 runs each; the load average is in the JSON "
+            "record).", ""], _equal_latency_table(record)),
+        ("The same runs with other seeds", [
+            "Each comparison run again with other seeds (`--parts seeds`; seed 0 is the run above). A latency-targeted "
+            "row is its searched architecture (`allocation=latency` at the MACs fraction the search found), so only "
+            "the fine-tune's randomness (augmentation, batch order) differs. Control: the best epoch; pruned runs: "
+            "the kept model.", ""], _seeds_table(record)),
+    ]
+    for title, text, table in sections:
+        if len([ln for ln in table if ln.startswith("|")]) > 2 or (table and not table[0].startswith("|")):
+            while table and not table[-1]:
+                table = table[:-1]
+            lines += [f"## {title}", "", *text, *table, ""]
     for path in [*plot(record, out), *plot_bigsmall(record, out)]:
         lines.append(f"![{path.stem}]({path.name})")
     md = out.parent / f"{out.name}.md"

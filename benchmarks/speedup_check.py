@@ -15,8 +15,9 @@ then on all threads; its speed-ups are the ones reported. Both statistics are gi
 files node by node (:func:`ultralytics_prune_plugin.deploy.node_profile.profile_nodes`, the profiler behind the
 per-layer latency table) on one thread, to show per category and per layer what keeps the speed-up below the MACs cut.
 
-Usage: ``python benchmarks/speedup_check.py [--models yolov8n yolo11n yolo26n] [--runs 40]``; writes
-``results_speedup.md``, ``.json`` and ``results_speedup.png`` next to this file.
+Usage: ``python benchmarks/speedup_check.py [--models yolov8n yolo11n yolo26n] [--runs 40] [--out NAME]``; writes
+``results_speedup.md``, ``.json`` and ``results_speedup.png`` (``NAME.*`` with ``--out``: another machine's results
+beside the earlier ones) next to this file.
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ def markdown(record: Dict[str, Any]) -> str:
         f"Measured {record['started']} on **{record['cpu']}** ({record['cores']} cores; flags: {', '.join(yes)}"
         + (f"; not {', '.join(no)}" if no else "") + f"), {record['versions']}. "
         f"Load average (1 min) when the runs started: {record['load'][0]:.2f}, when the measurement ended: "
-        f"{record['load'][1]:.2f}: other jobs shared the cores, and the all-thread numbers suffer most from that.",
+        f"{record['load'][1]:.2f}"
+        + (": other jobs shared the cores, and the all-thread numbers suffer most from that." if record["load"][0] >= 0.5
+           else ": the machine was otherwise idle (the load at the end is this script's own measurement)."),
         "",
         "Untrained models built from their `.yaml` (80 classes; latency does not depend on the weights), pruned by "
         "`YOLO(...).prune(target_speedup=2, runtime=onnxruntime, epochs=0, imgsz=640, iterative_steps=1)` at the "
@@ -306,6 +309,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--profile-runs", type=int, default=15)
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "bench_speedup"))
     parser.add_argument("--reuse", action="store_true", help="read finished runs from --work instead of running them")
+    parser.add_argument("--out", default="results_speedup", help="name of the results files (without suffix)")
     parser.add_argument("--measure", help="(internal) time and profile the label=path files into this JSON file")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
@@ -343,18 +347,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(f"{model}: done", flush=True)
     record["load"][1] = os.getloadavg()[0]
     summarise(record)
-    write(record)
+    write(record, args.out)
     return record
 
 
-def write(record: Dict[str, Any]) -> None:
-    """Write ``results_speedup.json`` (without the raw node lists), ``.md`` and the plot."""
+def write(record: Dict[str, Any], name: str = "results_speedup") -> None:
+    """Write ``<name>.json`` (without the raw node lists), ``.md`` and ``.png`` next to this file."""
     slim = json.loads(json.dumps(record))
     for entry in slim["models"].values():
         entry["measured"] = {"timed": entry["measured"]["timed"]}
-    (HERE / "results_speedup.json").write_text(json.dumps(slim, indent=1))
-    (HERE / "results_speedup.md").write_text(markdown(record))
-    plot(record, HERE / "results_speedup.png")
+    (HERE / f"{name}.json").write_text(json.dumps(slim, indent=1))
+    (HERE / f"{name}.md").write_text(markdown(record))
+    plot(record, HERE / f"{name}.png")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ def test_prune_run_with_latency_allocation_meets_a_macs_target(weighted, tmp_pat
     assert record["imgsz"] == IMGSZ and len(record["tables"]) == 2 and record["tables"][0] != record["tables"][1]
     # the run's input (baseline.pt) and its reference have the fixture's widths: the run read the fixture's tables
     assert record["tables"] == [str(t.path) for t in tables] and record["tables_from_cache"]
+    assert record["tables_other_load"] == [t.other_load for t in tables]  # the load each was measured under
     assert {name: v["weight"] for name, v in record["layers"].items()} == pytest.approx(weights)
     # the bisection found the overall level with the weights in place: the target is met
     assert report["target_macs"]["met"] and report["final"]["macs"] <= 0.5 * report["baseline"]["macs"] + 1

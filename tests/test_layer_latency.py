@@ -2,12 +2,18 @@
 yolov8n at 64 px on one thread, few runs, cached in a temporary folder.
 
 The table must map the runtime's nodes onto the model's own convolutions, a second request must come from the cache
-without profiling again, and a change of runtime, input size, thread count or layer widths must measure anew.
+without profiling again, and a change of runtime, input size, thread count or layer widths must measure anew. A table
+measured while other processes kept the CPUs busy is measured again once the machine is quieter, and the load share
+itself must see another busy process and not this one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from copy import deepcopy
 
 import pytest
@@ -96,6 +102,63 @@ def test_another_runtime_size_thread_count_or_width_measures_anew(unsplit_model,
         assert other.module_ms().get("model.2.cv1.conv", 0.0) > 0.0, what  # OpenVINO's names map the same way
     # the first table is still valid and still served from the cache
     assert layer_latency_table(unsplit_model, IMGSZ, "onnxruntime", threads=1, cache_dir=folder, **FAST).from_cache
+
+
+def _cached_copy(table, folder, other_load):
+    """The cached table's file copied into ``folder`` (same name: same key), its recorded load set to ``other_load``."""
+    folder.mkdir()
+    path = folder / table.path.name
+    data = json.loads(table.path.read_text())
+    data["other_load"] = other_load
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_table_measured_under_load_is_measured_again_when_quieter(unsplit_model, cached, tmp_path, monkeypatch):
+    from ultralytics_prune_plugin.deploy import layer_latency
+    from ultralytics_prune_plugin.deploy.layer_latency import layer_latency_table
+
+    table, _ = cached
+    request = dict(imgsz=IMGSZ, runtime="onnxruntime", threads=1, **FAST)
+    # measured quietly: used as it is, the machine is not even sampled
+    quiet = _cached_copy(table, tmp_path / "quiet", 0.05)
+    monkeypatch.setattr(layer_latency, "other_load_now", lambda: pytest.fail("a quiet table needs no sample"))
+    assert layer_latency_table(unsplit_model, cache_dir=quiet.parent, **request).from_cache
+    # measured with every CPU taken by others, and the machine as busy now: still served from the cache
+    busy = _cached_copy(table, tmp_path / "busy", 1.0)
+    stamp = busy.stat().st_mtime_ns
+    monkeypatch.setattr(layer_latency, "other_load_now", lambda: 0.95)
+    again = layer_latency_table(unsplit_model, cache_dir=busy.parent, **request)
+    assert again.from_cache and again.other_load == 1.0 and busy.stat().st_mtime_ns == stamp
+    # the machine is quiet now: measured again, and the new table, measured under less load, replaces it
+    monkeypatch.setattr(layer_latency, "other_load_now", lambda: 0.0)
+    fresh = layer_latency_table(unsplit_model, cache_dir=busy.parent, **request)
+    assert not fresh.from_cache and fresh.path == busy and fresh.other_load is not None and fresh.other_load < 1.0
+    assert json.loads(busy.read_text())["other_load"] == fresh.other_load
+    assert layer_latency_table(unsplit_model, cache_dir=busy.parent, **request).from_cache or fresh.other_load >= 0.25
+
+
+def test_other_load_counts_other_processes_not_this_one():
+    from ultralytics_prune_plugin.deploy.machine_load import OtherLoad, other_load_now
+
+    if not os.path.isfile("/proc/stat"):
+        assert other_load_now(0.1) is None  # unknown where the kernel does not say
+        return
+    cpus = os.cpu_count() or 1
+    with OtherLoad() as own:  # this process spinning for a second
+        end = time.perf_counter() + 1.0
+        while time.perf_counter() < end:
+            pass
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        other = other_load_now(1.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert other is not None and own.share is not None
+    assert other >= 0.6 / cpus, other  # one other busy core
+    assert own.share < other, (own.share, other)  # its own time is not the others'
 
 
 def test_node_names_resolve_to_modules():

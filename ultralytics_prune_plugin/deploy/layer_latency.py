@@ -13,6 +13,12 @@ machine shares them. A file is used only when its recorded key equals the one as
 runtime and its version, the CPU model, ``imgsz``, ``threads`` (None: the runtime's default), the export variant
 (``fast_dfl``) and :func:`width_signature` of the model (every convolution's name, widths, kernel, stride and
 groups). Any change of these measures a new table; weights play no part (latency does not depend on them).
+
+Load: a table also records the share of the CPUs other processes used while it was measured
+(:class:`~.machine_load.OtherLoad`). One measured under load (at least :data:`~.machine_load.BUSY`) is provisional:
+a later request samples the machine for half a second and, when the machine is clearly quieter now, measures the
+table again and keeps whichever of the two was measured under less load. The load is not part of the key: it never
+repeats, so every table would be single-use.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from torch import nn
 
+from ultralytics_prune_plugin.deploy.machine_load import BUSY, OtherLoad, other_load_now
 from ultralytics_prune_plugin.deploy.node_profile import NodeTime, profile_nodes, runtime_version
 from ultralytics_prune_plugin.deploy.runtimes import check_threads
 
@@ -36,6 +43,7 @@ __all__ = ["LayerLatencyTable", "layer_latency_table", "table_key", "width_signa
 
 TABLE_FORMAT = 1  # bumped when the file's layout or the way it is measured changes
 RUNS, WARMUP = 20, 3
+QUIETER = 0.1  # a provisional table is measured again when the machine is now quieter by at least this share
 
 
 @dataclass
@@ -48,6 +56,7 @@ class LayerLatencyTable:
         runs: Runs the medians were taken over.
         path: The cache file.
         from_cache: True when read from the cache, False when measured by this call.
+        other_load: Share of the CPUs other processes used while it was measured (None: unknown).
     """
 
     key: Dict[str, Any]
@@ -55,6 +64,7 @@ class LayerLatencyTable:
     runs: int
     path: Optional[Path] = None
     from_cache: bool = False
+    other_load: Optional[float] = None
     _by_module: Dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -77,7 +87,7 @@ class LayerLatencyTable:
 
     def to_dict(self) -> Dict[str, Any]:
         """The table as the cache stores it."""
-        return {"key": self.key, "runs": self.runs, "total_ms": self.total_ms,
+        return {"key": self.key, "runs": self.runs, "total_ms": self.total_ms, "other_load": self.other_load,
                 "nodes": [node.to_dict() for node in self.nodes]}
 
 
@@ -151,22 +161,39 @@ def layer_latency_table(
     Returns:
         The table; ``from_cache`` says whether it was measured by this call.
     """
-    from ultralytics_prune_plugin.deploy.module_onnx import export_module_onnx
-
     key = table_key(model, imgsz, runtime, threads, fast_dfl)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = folder / f"{runtime}_{int(imgsz)}_{digest}.json"
     cached = _read(path, key)
-    if cached is not None:
+    if cached is not None and not _measure_again(cached):
         return cached
-    names = {name for name, _ in model.named_modules()}
-    with tempfile.TemporaryDirectory(prefix="layer_latency_") as tmp:
-        onnx_file = export_module_onnx(model, imgsz, Path(tmp) / "model.onnx", fast_dfl=fast_dfl)
-        nodes = profile_nodes(onnx_file, imgsz, runtime, threads=threads, runs=runs, warmup=warmup, module_names=names)
-    table = LayerLatencyTable(key, nodes, runs, path, from_cache=False)
+    table = _measure(model, key, path, runs, warmup)
+    if cached is not None and (table.other_load is None or table.other_load >= cached.other_load):
+        return cached  # the machine got busy again while measuring: the cached table stays the better one
     _write(path, table.to_dict())
     return table
+
+
+def _measure_again(cached: LayerLatencyTable) -> bool:
+    """Whether a cached table was measured under load and the machine is clearly quieter now."""
+    if cached.other_load is None or cached.other_load < BUSY:
+        return False
+    now = other_load_now()
+    return now is not None and now <= cached.other_load - QUIETER
+
+
+def _measure(model: nn.Module, key: Dict[str, Any], path: Path, runs: int, warmup: int) -> LayerLatencyTable:
+    """Export ``model`` to a temporary ONNX file and profile it for ``key`` (runtime, size, threads, DFL form)."""
+    from ultralytics_prune_plugin.deploy.module_onnx import export_module_onnx
+
+    names = {name for name, _ in model.named_modules()}
+    with tempfile.TemporaryDirectory(prefix="layer_latency_") as tmp:
+        onnx_file = export_module_onnx(model, key["imgsz"], Path(tmp) / "model.onnx", fast_dfl=key["fast_dfl"])
+        with OtherLoad() as load:
+            nodes = profile_nodes(onnx_file, key["imgsz"], key["runtime"], threads=key["threads"], runs=runs,
+                                  warmup=warmup, module_names=names)
+    return LayerLatencyTable(key, nodes, runs, path, from_cache=False, other_load=load.share)
 
 
 def _read(path: Path, key: Dict[str, Any]) -> Optional[LayerLatencyTable]:
@@ -176,7 +203,8 @@ def _read(path: Path, key: Dict[str, Any]) -> Optional[LayerLatencyTable]:
         if data.get("key") != key:
             return None
         nodes = [NodeTime(**node) for node in data["nodes"]]
-        return LayerLatencyTable(key, nodes, int(data["runs"]), path, from_cache=True)
+        return LayerLatencyTable(key, nodes, int(data["runs"]), path, from_cache=True,
+                                 other_load=data.get("other_load"))
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

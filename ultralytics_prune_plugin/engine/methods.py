@@ -87,6 +87,7 @@ class DepGraphMethod:
 
     def steps(self, run: MethodInputs, model: nn.Module, first_step: int) -> Steps:
         """Prune ``model`` step by step from ``first_step``, yielding each step, until the last step or a stop."""
+        from ultralytics_prune_plugin.deploy.machine_load import BUSY
         from ultralytics_prune_plugin.pruning.depgraph import cap_width, prune_once, step_ratio
 
         args = run.args
@@ -102,6 +103,10 @@ class DepGraphMethod:
                 f"and of a copy pruned uniformly at rate {allocation['reference_rate']:g} "
                 f"({'cached' if allocation['tables_from_cache'] else 'measured now'}: {allocation['tables'][0]})"
             )
+            busy = max((x for x in allocation["tables_other_load"] if x is not None), default=0.0)
+            if busy >= BUSY:
+                warn(f"{PREFIX}the per-layer latency was measured while other processes used {busy:.0%} of the CPUs; "
+                     "on a quieter machine the layers may weigh differently (the table is measured again then)")
         # global pruning: max_layer_rate caps each layer against the input's widths, reached after the last step
         inputs = self.input_widths(run.baseline_weights, args.prune_head) if options.global_pruning else {}
         goal, base = run.macs_goal, run.baseline_macs
