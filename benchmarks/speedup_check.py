@@ -55,7 +55,7 @@ def cpu_flags() -> Dict[str, bool]:
 
 
 def prune(model: str, allocation: str, work: Path, reuse: bool = False, target_macs: Optional[float] = None,
-          label: Optional[str] = None) -> Dict[str, Any]:
+          label: Optional[str] = None, round_to: Any = "auto") -> Dict[str, Any]:
     """One ``target_speedup=2`` run of ``<model>.yaml`` with ``allocation`` (or, with ``target_macs``, a run to that
     MACs fraction); the numbers of its report. With ``reuse``, a finished run already in its folder is read instead."""
     from ultralytics import YOLO
@@ -70,7 +70,7 @@ def prune(model: str, allocation: str, work: Path, reuse: bool = False, target_m
         target = {"target_macs": target_macs} if target_macs else {"target_speedup": SPEEDUP}
         report = YOLO(f"{model}.yaml").prune(
             **target, runtime="onnxruntime", allocation=allocation, iterative_steps=1, epochs=0,
-            imgsz=IMGSZ, project=str(work), name=f"{model}_{label}", exist_ok=True, verbose=False,
+            imgsz=IMGSZ, project=str(work), name=f"{model}_{label}", exist_ok=True, verbose=False, round_to=round_to,
         )
     weights = Path(report["save_dir"]) / "weights"
     search = report.get("latency_target") or {}
@@ -84,6 +84,8 @@ def prune(model: str, allocation: str, work: Path, reuse: bool = False, target_m
         "candidates": len(search.get("candidates", [])), "run_final_speedup": search.get("final_speedup"),
         "base_onnx": str(weights / "baseline.onnx"), "onnx": str(weights / "pruned.onnx"),
         "weights": (report.get("allocation") or {}).get("layers"),
+        "round_to": (report.get("round_to") or {}).get("chosen", report["args"].get("round_to")),
+        "alignment": report.get("round_to"),
     }
 
 
@@ -197,11 +199,16 @@ def markdown(record: Dict[str, Any]) -> str:
         "at all threads.",
         "",
         f"The row `{EQUAL_MACS}` is `allocation=latency` pruned with `target_macs` set to the uniform result's MACs "
-        "fraction: it compares the two allocations per MAC without the noise of the latency search.",
+        "fraction (and its `round_to`): it compares the two allocations per MAC without the noise of the latency "
+        "search.",
         "",
-        "| model | run | MACs cut | in-run search | 1 thread: speed-up (fastest / median) | ratio | "
+        f"`round_to={record.get('round_to_arg', 8)}` was given to every run; the column shows the alignment each used"
+        + (" (`auto`: measured by the run among 4, 8, 16 and 32 at half the MACs, `engine/alignment.py`)."
+           if record.get("round_to_arg", "8") == "auto" else "."),
+        "",
+        "| model | run | round_to | MACs cut | in-run search | 1 thread: speed-up (fastest / median) | ratio | "
         "all threads: speed-up (fastest / median) | ratio | ≥ 1.90× |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, entry in record["models"].items():
         for r in entry["rows"]:
@@ -209,7 +216,8 @@ def markdown(record: Dict[str, Any]) -> str:
                       else f"target_macs={r['target_macs']:.3f}")
             meets = "–" if r["target_macs"] else ("yes" if r["meets_095"] else "no")
             lines.append(
-                f"| {model} | {r['label']}{' *' if r.get('reused') else ''} | {r['macs_cut']:.2f}× | {search} | "
+                f"| {model} | {r['label']}{' *' if r.get('reused') else ''} | {r.get('round_to', 8)} | "
+                f"{r['macs_cut']:.2f}× | {search} | "
                 f"{r['speedup_1_min']:.2f}× / {r['speedup_1_median']:.2f}× | {r['ratio_1_min']:.2f} / "
                 f"{r['ratio_1_median']:.2f} | {r['speedup_all_min']:.2f}× / {r['speedup_all_median']:.2f}× | "
                 f"{r['ratio_all_min']:.2f} / {r['ratio_all_median']:.2f} | {meets} |"
@@ -309,6 +317,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--profile-runs", type=int, default=15)
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "bench_speedup"))
     parser.add_argument("--reuse", action="store_true", help="read finished runs from --work instead of running them")
+    parser.add_argument("--round-to", default="auto", help="round_to of every run: 'auto' (the plugin's default: "
+                        "measured, since these runs measure latency) or a number (8: the earlier results)")
     parser.add_argument("--out", default="results_speedup", help="name of the results files (without suffix)")
     parser.add_argument("--measure", help="(internal) time and profile the label=path files into this JSON file")
     parser.add_argument("files", nargs="*")
@@ -333,14 +343,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "versions": f"Python {platform.python_version()}, torch {torch.__version__}, ultralytics "
                     f"{ultralytics.__version__}, onnxruntime {onnxruntime.__version__}",
         "runs": args.runs, "imgsz": IMGSZ, "models": {}, "load": [os.getloadavg()[0], None],
+        "round_to_arg": args.round_to,
     }
     work = Path(args.work).resolve()
     for model in args.models:
-        rows = [prune(model, allocation, work, args.reuse) for allocation in args.allocations]
+        round_to = args.round_to if args.round_to == "auto" else int(args.round_to)
+        rows = [prune(model, allocation, work, args.reuse, round_to=round_to) for allocation in args.allocations]
         uniform = next((r for r in rows if r["allocation"] == "uniform"), None)
         if uniform is not None and "latency" in args.allocations:  # per MAC, without the search's noise
             rows.append(prune(model, "latency", work, args.reuse, target_macs=uniform["macs"] / uniform["base_macs"],
-                              label=EQUAL_MACS))
+                              label=EQUAL_MACS, round_to=uniform["round_to"]))
         files = {"input": rows[0]["base_onnx"], **{r["label"]: r["onnx"] for r in rows}}
         measured = measure_in_child(files, args.runs, args.profile_runs, work / f"{model}_measured.json")
         record["models"][model] = {"rows": rows, "measured": measured}

@@ -115,23 +115,23 @@ def _cached_copy(table, folder, other_load):
 
 
 def test_a_table_measured_under_load_is_measured_again_when_quieter(unsplit_model, cached, tmp_path, monkeypatch):
-    from ultralytics_prune_plugin.deploy import layer_latency
+    from ultralytics_prune_plugin.deploy import measure_cache
     from ultralytics_prune_plugin.deploy.layer_latency import layer_latency_table
 
     table, _ = cached
     request = dict(imgsz=IMGSZ, runtime="onnxruntime", threads=1, **FAST)
     # measured quietly: used as it is, the machine is not even sampled
     quiet = _cached_copy(table, tmp_path / "quiet", 0.05)
-    monkeypatch.setattr(layer_latency, "other_load_now", lambda: pytest.fail("a quiet table needs no sample"))
+    monkeypatch.setattr(measure_cache, "other_load_now", lambda: pytest.fail("a quiet table needs no sample"))
     assert layer_latency_table(unsplit_model, cache_dir=quiet.parent, **request).from_cache
     # measured with every CPU taken by others, and the machine as busy now: still served from the cache
     busy = _cached_copy(table, tmp_path / "busy", 1.0)
     stamp = busy.stat().st_mtime_ns
-    monkeypatch.setattr(layer_latency, "other_load_now", lambda: 0.95)
+    monkeypatch.setattr(measure_cache, "other_load_now", lambda: 0.95)
     again = layer_latency_table(unsplit_model, cache_dir=busy.parent, **request)
     assert again.from_cache and again.other_load == 1.0 and busy.stat().st_mtime_ns == stamp
     # the machine is quiet now: measured again, and the new table, measured under less load, replaces it
-    monkeypatch.setattr(layer_latency, "other_load_now", lambda: 0.0)
+    monkeypatch.setattr(measure_cache, "other_load_now", lambda: 0.0)
     fresh = layer_latency_table(unsplit_model, cache_dir=busy.parent, **request)
     assert not fresh.from_cache and fresh.path == busy and fresh.other_load is not None and fresh.other_load < 1.0
     assert json.loads(busy.read_text())["other_load"] == fresh.other_load

@@ -66,7 +66,7 @@ def plugin_docs() -> Dict[str, str]:
 class _Rule:
     """How one key is checked: the converter for its type and the condition on its value."""
 
-    kind: str  # 'float', 'int', 'bool', 'choice', 'str', 'formats' ('a,b'), 'layer_rates' ({index: rate}), 'layers' ([index, ...])
+    kind: str  # 'float', 'int', 'int_or_auto', 'bool', 'choice', 'str', 'formats' ('a,b'), 'layer_rates' ({index: rate}), 'layers' ([index, ...])
     allowed: str  # the allowed values, as the error message words them
     check: Callable[[Any], bool] = lambda v: True
     optional: bool = False  # None (an empty YAML value or 'key=None') is allowed
@@ -81,7 +81,8 @@ _RULES: Dict[str, _Rule] = {
     "rate": _Rule("float", "a number with 0 < rate < 1", lambda v: 0.0 < v < 1.0),
     "iterative_steps": _Rule("int", "an integer >= 1", lambda v: v >= 1),
     "max_map_drop": _Rule("float", "a number >= 0", lambda v: v >= 0.0),
-    "round_to": _Rule("int", "an integer >= 1, or None", lambda v: v >= 1, optional=True),
+    "round_to": _Rule("int_or_auto", "an integer >= 1, 'auto' (measured on 'runtime' where the run measures latency) "
+                      "or None", lambda v: v == "auto" or v >= 1, optional=True),
     "min_channels": _Rule("int", "an integer >= 1", lambda v: v >= 1),
     "target_macs": _Rule(
         "float", "a fraction of the input's MACs, 0 < target_macs < 1 (for an absolute target use target_gmacs), or None",
@@ -159,7 +160,9 @@ def _convert(key: str, value: Any, rule: _Rule) -> Any:
         return _convert_layers(rule.kind, _literal(value), bad)
     if isinstance(value, bool):
         raise bad
-    if rule.kind == "int":
+    if rule.kind == "int_or_auto" and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if rule.kind in ("int", "int_or_auto"):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, int):

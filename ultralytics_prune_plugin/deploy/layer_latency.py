@@ -7,25 +7,21 @@ the module it came from. The result, a :class:`LayerLatencyTable`, says how many
 where the model will run; a latency-aware allocation reads it to decide which layers lose more channels.
 
 Cache: profiling yolov8n at 640 px takes seconds, and a run asks for the same table several times (the latency
-target's candidates, every step). Tables are JSON files in Ultralytics' settings folder (``USER_CONFIG_DIR``, set by
-``YOLO_CONFIG_DIR``; ``yolo settings`` shows where), under ``prune_plugin/layer_latency/``, so that every run on the
-machine shares them. A file is used only when its recorded key equals the one asked for (:func:`table_key`): the
-runtime and its version, the CPU model, ``imgsz``, ``threads`` (None: the runtime's default), the export variant
-(``fast_dfl``) and :func:`width_signature` of the model (every convolution's name, widths, kernel, stride and
-groups). Any change of these measures a new table; weights play no part (latency does not depend on them).
+target's candidates, every step). Tables are cached by :mod:`.measure_cache` in Ultralytics' settings folder under
+``prune_plugin/layer_latency/``, so that every run on the machine shares them. A file is used only when its recorded
+key equals the one asked for (:func:`table_key`): the runtime and its version, the CPU model, ``imgsz``, ``threads``
+(None: the runtime's default), the export variant (``fast_dfl``) and :func:`width_signature` of the model (every
+convolution's name, widths, kernel, stride and groups). Any change of these measures a new table; weights play no
+part (latency does not depend on them).
 
-Load: a table also records the share of the CPUs other processes used while it was measured
-(:class:`~.machine_load.OtherLoad`). One measured under load (at least :data:`~.machine_load.BUSY`) is provisional:
-a later request samples the machine for half a second and, when the machine is clearly quieter now, measures the
-table again and keeps whichever of the two was measured under less load. The load is not part of the key: it never
-repeats, so every table would be single-use.
+Load: a table also records the share of the CPUs other processes used while it was measured. One measured under
+load is provisional (:func:`~.measure_cache.measure_again`): when the machine is clearly quieter at a later request,
+the table is measured again, and whichever of the two was measured under less load is kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import platform
 import tempfile
 from dataclasses import dataclass, field
@@ -34,7 +30,8 @@ from typing import Any, Dict, List, Optional, Union
 
 from torch import nn
 
-from ultralytics_prune_plugin.deploy.machine_load import BUSY, OtherLoad, other_load_now
+from ultralytics_prune_plugin.deploy import measure_cache
+from ultralytics_prune_plugin.deploy.machine_load import OtherLoad
 from ultralytics_prune_plugin.deploy.node_profile import NodeTime, profile_nodes, runtime_version
 from ultralytics_prune_plugin.deploy.runtimes import check_threads
 
@@ -43,7 +40,6 @@ __all__ = ["LayerLatencyTable", "layer_latency_table", "table_key", "width_signa
 
 TABLE_FORMAT = 1  # bumped when the file's layout or the way it is measured changes
 RUNS, WARMUP = 20, 3
-QUIETER = 0.1  # a provisional table is measured again when the machine is now quieter by at least this share
 
 
 @dataclass
@@ -93,9 +89,7 @@ class LayerLatencyTable:
 
 def default_cache_dir() -> Path:
     """``<Ultralytics settings folder>/prune_plugin/layer_latency``, where tables are cached by default."""
-    from ultralytics.utils import USER_CONFIG_DIR
-
-    return Path(USER_CONFIG_DIR) / "prune_plugin" / "layer_latency"
+    return measure_cache.default_cache_dir("layer_latency")
 
 
 def cpu_model() -> str:
@@ -163,24 +157,15 @@ def layer_latency_table(
     """
     key = table_key(model, imgsz, runtime, threads, fast_dfl)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = folder / f"{runtime}_{int(imgsz)}_{digest}.json"
+    path = measure_cache.cache_file(folder, f"{runtime}_{int(imgsz)}", key)
     cached = _read(path, key)
-    if cached is not None and not _measure_again(cached):
+    if cached is not None and not measure_cache.measure_again(cached.other_load):
         return cached
     table = _measure(model, key, path, runs, warmup)
     if cached is not None and (table.other_load is None or table.other_load >= cached.other_load):
         return cached  # the machine got busy again while measuring: the cached table stays the better one
-    _write(path, table.to_dict())
+    measure_cache.write_cached(path, table.to_dict())
     return table
-
-
-def _measure_again(cached: LayerLatencyTable) -> bool:
-    """Whether a cached table was measured under load and the machine is clearly quieter now."""
-    if cached.other_load is None or cached.other_load < BUSY:
-        return False
-    now = other_load_now()
-    return now is not None and now <= cached.other_load - QUIETER
 
 
 def _measure(model: nn.Module, key: Dict[str, Any], path: Path, runs: int, warmup: int) -> LayerLatencyTable:
@@ -198,21 +183,10 @@ def _measure(model: nn.Module, key: Dict[str, Any], path: Path, runs: int, warmu
 
 def _read(path: Path, key: Dict[str, Any]) -> Optional[LayerLatencyTable]:
     """The cached table at ``path`` when it exists, parses and was measured for ``key``; else None."""
+    data = measure_cache.read_cached(path, key)
     try:
-        data = json.loads(path.read_text())
-        if data.get("key") != key:
-            return None
         nodes = [NodeTime(**node) for node in data["nodes"]]
         return LayerLatencyTable(key, nodes, int(data["runs"]), path, from_cache=True,
                                  other_load=data.get("other_load"))
-    except (OSError, ValueError, TypeError, KeyError):
+    except (TypeError, KeyError, ValueError):
         return None
-
-
-def _write(path: Path, data: Dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically (another process may read or write the same table at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)

@@ -79,7 +79,7 @@ def request_text(key: str, value: float) -> str:
 
 
 @contextmanager
-def _silent() -> Iterator[None]:
+def silent() -> Iterator[None]:
     """Hide every line below errors while candidates are pruned (their steps' lines and warnings are not the run's)."""
     import ultralytics.utils as ultralytics_utils
 
@@ -234,7 +234,7 @@ def search_macs_fraction(
             rate = round(_rate_for(wanted, pairs), 4)
             if any(abs(rate - r) < 1e-4 for r, _ in pairs):
                 break  # the same candidate again: nothing new to learn
-            with _silent():
+            with silent():
                 candidate, macs = prune_candidate(model, method, inputs, rate)
             fraction = macs / inputs.baseline_macs
             if any(macs == row["macs"] for row in record["candidates"]):

@@ -48,6 +48,7 @@ from ultralytics.utils import LOGGER, colorstr
 from ultralytics_prune_plugin.config import parse_formats
 from ultralytics_prune_plugin.deploy.deployment import artefact_records, deployment_record
 from ultralytics_prune_plugin.engine import resume as resuming
+from ultralytics_prune_plugin.engine.alignment import AUTO, DEFAULT, resolve_round_to
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.evaluation import Evaluator
 from ultralytics_prune_plugin.engine.latency_target import latency_request, request_text, search_macs_fraction
@@ -226,6 +227,9 @@ class PruneRun:
                 "input_train_args": resuming.jsonable_overrides(self.config.input_train_args),
             },
         }
+        alignment = resolve_round_to(self.args, model, self.report["baseline"]["macs"], self.save_dir)
+        if alignment is not None:
+            self.report["round_to"] = alignment
         self._write_record()
         if latency_request(self.args) is not None:
             self._search_latency_target(model)
@@ -243,6 +247,8 @@ class PruneRun:
         self.report.setdefault("metrics", dict(zip(("map50", "map50_95"), metric_names(self.config.task))))
         self.report["save_dir"] = str(self.save_dir)  # the folder may have been moved since
         self.report.setdefault("step_latency", self.step_timer.settings())  # a report written before it was recorded
+        if self.args.round_to == AUTO:  # chosen when the run started: the resumed steps keep its widths' alignment
+            self.args.round_to = (self.report.get("round_to") or {}).get("chosen", DEFAULT)
         chosen = (self.report.get("latency_target") or {}).get("chosen_macs_fraction")
         if latency_request(self.args) is not None and chosen is not None:
             self.args.target_macs = chosen  # found when the run started: the resumed steps prune to it too
