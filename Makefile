@@ -99,6 +99,7 @@ bench-real: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --models yolov8n --parts continue
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --models yolov8n yolo11n yolo26n --parts recipe
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --models yolov8n yolo11n yolo26n --parts latency retime --latency-threads 1
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --models yolov8n yolo11n yolo26n --parts seeds --jobs 2
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --imgsz 160 --big yolov8s yolo11s --parts bigsmall
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_prune.py --big yolov8s_from_yolov8s_160 --parts bigsmall
 	$(BIN)/python benchmarks/real_images.py
