@@ -14,7 +14,7 @@ from copy import deepcopy
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread", "steady_load")
 
 IMGSZ = 64
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import FAST
 from test_bad_inputs import _yolo_in_process
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread", "steady_load")
 
 IMGSZ = 96  # at 64 px a run takes ~1 ms and the noise of a busy machine swamps it
 # round_to=8: the search is under test here, not the alignment that round_to=auto measures (test_alignment.py)
