@@ -55,7 +55,7 @@ def cpu_flags() -> Dict[str, bool]:
 
 
 def prune(model: str, allocation: str, work: Path, reuse: bool = False, target_macs: Optional[float] = None,
-          label: Optional[str] = None, round_to: Any = "auto") -> Dict[str, Any]:
+          label: Optional[str] = None, round_to: Any = "auto", extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """One ``target_speedup=2`` run of ``<model>.yaml`` with ``allocation`` (or, with ``target_macs``, a run to that
     MACs fraction); the numbers of its report. With ``reuse``, a finished run already in its folder is read instead."""
     from ultralytics import YOLO
@@ -71,6 +71,7 @@ def prune(model: str, allocation: str, work: Path, reuse: bool = False, target_m
         report = YOLO(f"{model}.yaml").prune(
             **target, runtime="onnxruntime", allocation=allocation, iterative_steps=1, epochs=0,
             imgsz=IMGSZ, project=str(work), name=f"{model}_{label}", exist_ok=True, verbose=False, round_to=round_to,
+            **(extra or {}),
         )
     weights = Path(report["save_dir"]) / "weights"
     search = report.get("latency_target") or {}
@@ -179,6 +180,7 @@ def markdown(record: Dict[str, Any]) -> str:
     flags = record["cpu_flags"]
     yes = [name for name, on in flags.items() if on] or ["none of them"]
     no = [name for name, on in flags.items() if not on]
+    ran = {r["label"] for entry in record["models"].values() for r in entry["rows"]}
     lines = [
         "# Does `target_speedup=2` deliver 2×? (issue 17, done-when check)",
         "",
@@ -191,21 +193,23 @@ def markdown(record: Dict[str, Any]) -> str:
         "",
         "Untrained models built from their `.yaml` (80 classes; latency does not depend on the weights), pruned by "
         "`YOLO(...).prune(target_speedup=2, runtime=onnxruntime, epochs=0, imgsz=640, iterative_steps=1)` at the "
-        "runtime's default thread count, with `allocation=uniform` and `allocation=latency`. The run exports its input "
-        "and its result with Ultralytics' exporter; a **separate process** then times the input and both results "
+        "runtime's default thread count, with "
+        + " and ".join(f"`allocation={a}`" for a in ALLOCATIONS if a in ran) + ". The run exports its input "
+        "and its result with Ultralytics' exporter; a **separate process** then times the input and the results "
         f"interleaved ({record['runs']} runs each, batch 1) on 1 thread and on all threads. Speed-up = input ms / "
         "pruned ms; *fastest* compares the fastest runs (what the search compares), *median* the medians. Ratio = "
         "speed-up ÷ MACs cut (1.0 is the physical limit; the issue asks ≥ 0.9). Goal: speed-up ≥ 0.95 × 2 = 1.90 "
         "at all threads.",
         "",
-        f"The row `{EQUAL_MACS}` is `allocation=latency` pruned with `target_macs` set to the uniform result's MACs "
-        "fraction (and its `round_to`): it compares the two allocations per MAC without the noise of the latency "
-        "search.",
-        "",
+        *([f"The row `{EQUAL_MACS}` is `allocation=latency` pruned with `target_macs` set to the uniform result's "
+           "MACs fraction (and its `round_to`): it compares the two allocations per MAC without the noise of the "
+           "latency search.", ""] if EQUAL_MACS in ran else []),
         f"`round_to={record.get('round_to_arg', 8)}` was given to every run; the column shows the alignment each used"
         + (" (`auto`: measured by the run among 4, 8, 16 and 32 at half the MACs, `engine/alignment.py`)."
            if record.get("round_to_arg", "8") == "auto" else "."),
         "",
+        *([f"Every run was also given {', '.join(f'`{k}={v}`' for k, v in record['prune_args'].items())}.", ""]
+          if record.get("prune_args") else []),
         "| model | run | round_to | MACs cut | in-run search | 1 thread: speed-up (fastest / median) | ratio | "
         "all threads: speed-up (fastest / median) | ratio | ≥ 1.90× |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -224,7 +228,7 @@ def markdown(record: Dict[str, Any]) -> str:
             )
     if any(r.get("reused") for e in record["models"].values() for r in e["rows"]):
         lines += ["", "\\* pruned by an earlier invocation (`--reuse`); timed again now with the others."]
-    labels = ["uniform", "latency", EQUAL_MACS]
+    labels = [label for label in ("uniform", "latency", EQUAL_MACS) if label in ran]
     lines += ["", "Latency in ms (median; 1 thread / all threads):", "",
               "| model | input | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
     for model, entry in record["models"].items():
@@ -306,6 +310,25 @@ def plot(record: Dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def prune_args(items: List[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` strings as keyword arguments (``True``/``False``, numbers, else the string)."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            out[key] = lowered == "true"
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    out[key] = value
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Prune, re-measure in a separate process, write the results."""
     global IMGSZ
@@ -319,6 +342,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--reuse", action="store_true", help="read finished runs from --work instead of running them")
     parser.add_argument("--round-to", default="auto", help="round_to of every run: 'auto' (the plugin's default: "
                         "measured, since these runs measure latency) or a number (8: the earlier results)")
+    parser.add_argument("--prune-args", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more arguments for every run, e.g. prune_head=True fast_dfl=True")
     parser.add_argument("--out", default="results_speedup", help="name of the results files (without suffix)")
     parser.add_argument("--measure", help="(internal) time and profile the label=path files into this JSON file")
     parser.add_argument("files", nargs="*")
@@ -343,16 +368,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "versions": f"Python {platform.python_version()}, torch {torch.__version__}, ultralytics "
                     f"{ultralytics.__version__}, onnxruntime {onnxruntime.__version__}",
         "runs": args.runs, "imgsz": IMGSZ, "models": {}, "load": [os.getloadavg()[0], None],
-        "round_to_arg": args.round_to,
+        "round_to_arg": args.round_to, "prune_args": prune_args(args.prune_args),
     }
     work = Path(args.work).resolve()
     for model in args.models:
         round_to = args.round_to if args.round_to == "auto" else int(args.round_to)
-        rows = [prune(model, allocation, work, args.reuse, round_to=round_to) for allocation in args.allocations]
+        rows = [prune(model, allocation, work, args.reuse, round_to=round_to,
+                      extra=record["prune_args"]) for allocation in args.allocations]
         uniform = next((r for r in rows if r["allocation"] == "uniform"), None)
         if uniform is not None and "latency" in args.allocations:  # per MAC, without the search's noise
             rows.append(prune(model, "latency", work, args.reuse, target_macs=uniform["macs"] / uniform["base_macs"],
-                              label=EQUAL_MACS, round_to=uniform["round_to"]))
+                              label=EQUAL_MACS, round_to=uniform["round_to"], extra=record["prune_args"]))
         files = {"input": rows[0]["base_onnx"], **{r["label"]: r["onnx"] for r in rows}}
         measured = measure_in_child(files, args.runs, args.profile_runs, work / f"{model}_measured.json")
         record["models"][model] = {"rows": rows, "measured": measured}
