@@ -4,7 +4,7 @@ yolov8n at 96 px, one ONNX Runtime thread, candidates timed for real and cached 
 Without a latency measurement in the run, auto is the fixed default (8) and nothing is measured. With one
 (allocation=latency or a latency target), every candidate is pruned to the same MACs, timed, and the rule picks the
 smallest alignment within TIE of the fastest; a second request comes from the cache; a prune run records the choice
-and prunes with it.
+and prunes with it; a latency target the chosen alignment cannot reach is searched again with a finer one.
 """
 
 from __future__ import annotations
@@ -132,3 +132,34 @@ def test_a_resumed_run_keeps_the_alignment_its_report_holds(tmp_path):
     assert resumed.args.round_to == "auto"
     resumed._restore()
     assert resumed.args.round_to == 32
+
+
+def test_a_latency_target_the_chosen_alignment_cannot_reach_is_searched_again_finer(tmp_path, monkeypatch):
+    """32 channels cannot halve this model's MACs at 96 px, so no 2.5× with it (about 2× at best): the run must not
+    stop (or settle for less) because of an alignment it chose itself, but search again with the next finer one and
+    record the switch."""
+    from ultralytics import YOLO
+
+    from ultralytics_prune_plugin.deploy import measure_cache
+    from ultralytics_prune_plugin.engine import alignment
+    from ultralytics_prune_plugin.engine.prune_run import PruneRun
+
+    # its own cache: the made-up choice must not reach the other tests' runs
+    monkeypatch.setattr(measure_cache, "default_cache_dir", lambda kind: tmp_path / "cache" / kind)
+    # the measurement is not under test here (see above): it picks the coarsest candidate, as it did for yolo11n with
+    # the head pruned at 640 px on an AVX2 CPU
+    monkeypatch.setattr(alignment, "_measure", lambda *a, **k: {"chosen": 32, "candidates": [], "other_load": 0.0})
+    given = {"model": "yolov8n.yaml", "epochs": 0, "imgsz": IMGSZ, "threads": 1, "iterative_steps": 1, "workers": 0,
+             "deterministic": False, "target_speedup": 2.5, "project": str(tmp_path), "name": "finer"}
+    run = PruneRun(YOLO("yolov8n.yaml"), given)
+    run._start()
+    record = run.report["round_to"]
+    fallbacks = record["fallbacks"]
+    assert fallbacks[0]["round_to"] == 32 and not fallbacks[0]["met"] and fallbacks[0]["best_speedup"] < 2.5
+    assert [f["round_to"] for f in fallbacks] == sorted((f["round_to"] for f in fallbacks), reverse=True)
+    assert run.args.round_to == record["chosen"] < min(f["round_to"] for f in fallbacks)
+    search = run.report["latency_target"]
+    assert search["chosen_macs_fraction"] < fallbacks[0]["most_pruned_macs_fraction"]
+    assert run.args.target_macs == search["chosen_macs_fraction"]
+    on_disk = json.loads((tmp_path / "finer" / "prune_report.json").read_text())
+    assert on_disk["round_to"]["chosen"] == record["chosen"] and on_disk["round_to"]["fallbacks"] == fallbacks

@@ -14,6 +14,11 @@ runtime, the CPU, the thread count and the input size. :func:`resolve_round_to` 
    finer widths leave the pruning more freedom. A candidate whose alignment cannot prune the model that far (its
    MACs stay more than :data:`REACH` above the goal: a layer never goes below one multiple) is not compared.
 
+4. A latency target the chosen alignment cannot reach (a coarse multiple stops the widths before the MACs the target
+   needs: the goal's half of the MACs is not always far enough) is searched again with the next finer candidate
+   (:func:`finer_alignment`), as often as needed; the report's ``round_to`` record lists what was given up
+   (``fallbacks``).
+
 When: ``round_to=auto``, the default, measures only where the run measures latency anyway, a latency target
 (``target_speedup``, ``target_latency``) or ``allocation=latency``. Elsewhere it is :data:`DEFAULT` without a
 measurement, so that a MACs-targeted run gives the same widths on every machine. The measurement is cached
@@ -100,6 +105,18 @@ def resolve_round_to(args, model: nn.Module, baseline_macs: float, work_dir: Pat
                 f"imgsz={imgsz}, threads={threads} at {GOAL_FRACTION:g} of the MACs ({times}; "
                 f"{'cached' if record['from_cache'] else 'measured now'})")
     return {k: v for k, v in record.items() if k != "key"}
+
+
+def finer_alignment(record: Optional[Dict[str, Any]]) -> Optional[int]:
+    """The next candidate finer than a measured choice, or None (not ``auto``, not measured, or already the finest).
+
+    Args:
+        record: The report's ``round_to`` record (:func:`resolve_round_to`'s return value), or None.
+    """
+    if not record or not record.get("measured"):
+        return None
+    finer = [unit for unit in CANDIDATES if unit < record["chosen"]]
+    return max(finer) if finer else None
 
 
 def _measure(model: nn.Module, args, baseline_macs: float, work_dir: Path) -> Dict[str, Any]:

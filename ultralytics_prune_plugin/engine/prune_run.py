@@ -48,7 +48,7 @@ from ultralytics.utils import LOGGER, colorstr
 from ultralytics_prune_plugin.config import parse_formats
 from ultralytics_prune_plugin.deploy.deployment import artefact_records, deployment_record
 from ultralytics_prune_plugin.engine import resume as resuming
-from ultralytics_prune_plugin.engine.alignment import AUTO, DEFAULT, resolve_round_to
+from ultralytics_prune_plugin.engine.alignment import AUTO, DEFAULT, finer_alignment, resolve_round_to
 from ultralytics_prune_plugin.engine.checkpoint import load_model, save_checkpoint
 from ultralytics_prune_plugin.engine.evaluation import Evaluator
 from ultralytics_prune_plugin.engine.latency_target import latency_request, request_text, search_macs_fraction
@@ -160,15 +160,21 @@ class PruneRun:
             f"{PREFIX}{request_text(key, value)}: timing pruned candidates in {self.args.runtime} at "
             f"imgsz={self.args.imgsz}, batch 1, threads={self.args.threads} to find the MACs fraction that meets it"
         )
-        try:
-            record = search_macs_fraction(model, self.method, self._method_inputs(), self.save_dir,
-                                          fast_dfl=bool(self.args.fast_dfl))
-        except Exception as error:
-            if getattr(error, "record", None) is not None:
-                self.report["latency_target"] = error.record
-                self.report["stop_reason"] = str(error)
-                self._write_record()
-            raise
+        while True:
+            try:
+                record = search_macs_fraction(model, self.method, self._method_inputs(), self.save_dir,
+                                              fast_dfl=bool(self.args.fast_dfl))
+            except Exception as error:
+                record = getattr(error, "record", None)
+                if record is not None and self._finer_alignment(record):
+                    continue
+                if record is not None:
+                    self.report["latency_target"] = record
+                    self.report["stop_reason"] = str(error)
+                    self._write_record()
+                raise
+            if record["met"] or not self._finer_alignment(record):
+                break
         self.report["latency_target"] = record
         self.args.target_macs = record["chosen_macs_fraction"]
         if not record["met"]:
@@ -178,6 +184,24 @@ class PruneRun:
                 f"{record['chosen_macs_fraction']:.3f} ({record['chosen_speedup']:.2f}× measured)"
             )
         self._write_record()
+
+    def _finer_alignment(self, search: Dict[str, Any]) -> bool:
+        """After a search that missed its target: where ``round_to=auto`` chose the alignment, switch to the next finer
+        one (a coarse multiple can stop the widths short of the target), record the switch; False when there is none."""
+        alignment, rows = self.report.get("round_to"), search.get("candidates")
+        finer = finer_alignment(alignment)
+        if finer is None or not rows:  # no candidate timed: the input already meets it, not a matter of widths
+            return False
+        given_up = {"round_to": alignment["chosen"], "met": False, "candidates": len(rows),
+                    "most_pruned_macs_fraction": min(r["macs_fraction"] for r in rows),
+                    "best_speedup": max(r["speedup"] for r in rows)}
+        alignment.setdefault("fallbacks", []).append(given_up)
+        alignment["chosen"] = self.args.round_to = finer
+        self._write_record()
+        LOGGER.info(f"{PREFIX}round_to={given_up['round_to']} cannot reach the target here (best "
+                    f"{given_up['best_speedup']:.2f}× at {given_up['most_pruned_macs_fraction']:.3f} of the MACs); "
+                    f"searching again with round_to={finer}")
+        return True
 
     def _open(self, save_dir: Path) -> None:
         """Use ``save_dir`` as the run folder."""

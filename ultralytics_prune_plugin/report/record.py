@@ -109,7 +109,8 @@ class PruneReport(TypedDict, total=False):
     resumed: List[Dict[str, Any]]
     slim: Dict[str, Any]
     target_macs: Dict[str, Any]
-    # round_to=auto: the chosen alignment; where measured, every candidate's MACs and time (engine/alignment.py)
+    # round_to=auto: the chosen alignment; where measured, every candidate's MACs and time, and the alignments a latency
+    # target made the run give up (fallbacks) (engine/alignment.py)
     round_to: Dict[str, Any]
     allocation: Dict[str, Any]  # allocation=latency: the tables, their load, and every layer's cost and weight
     # target_speedup / target_latency: the search (requested, runtime, threads, imgsz, candidates with their MACs
