@@ -158,18 +158,15 @@ def layer_latency_table(
     key = table_key(model, imgsz, runtime, threads, fast_dfl)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = measure_cache.cache_file(folder, f"{runtime}_{int(imgsz)}", key)
-    cached = _read(path, key)
-    if cached is not None and not measure_cache.measure_again(cached.other_load):
-        return cached
-    table = _measure(model, key, path, runs, warmup)
-    if cached is not None and (table.other_load is None or table.other_load >= cached.other_load):
-        return cached  # the machine got busy again while measuring: the cached table stays the better one
-    measure_cache.write_cached(path, table.to_dict())
+    table, from_cache = measure_cache.reuse_or_measure(
+        path, key, lambda: _measure(model, key, runs, warmup), lambda data: _table(data, key, path))
+    table.from_cache = from_cache
     return table
 
 
-def _measure(model: nn.Module, key: Dict[str, Any], path: Path, runs: int, warmup: int) -> LayerLatencyTable:
-    """Export ``model`` to a temporary ONNX file and profile it for ``key`` (runtime, size, threads, DFL form)."""
+def _measure(model: nn.Module, key: Dict[str, Any], runs: int, warmup: int) -> Dict[str, Any]:
+    """Export ``model`` to a temporary ONNX file and profile it for ``key`` (runtime, size, threads, DFL form); the
+    table's data as the cache stores it."""
     from ultralytics_prune_plugin.deploy.module_onnx import export_module_onnx
 
     names = {name for name, _ in model.named_modules()}
@@ -178,15 +175,10 @@ def _measure(model: nn.Module, key: Dict[str, Any], path: Path, runs: int, warmu
         with OtherLoad() as load:
             nodes = profile_nodes(onnx_file, key["imgsz"], key["runtime"], threads=key["threads"], runs=runs,
                                   warmup=warmup, module_names=names)
-    return LayerLatencyTable(key, nodes, runs, path, from_cache=False, other_load=load.share)
+    return LayerLatencyTable(key, nodes, runs, other_load=load.share).to_dict()
 
 
-def _read(path: Path, key: Dict[str, Any]) -> Optional[LayerLatencyTable]:
-    """The cached table at ``path`` when it exists, parses and was measured for ``key``; else None."""
-    data = measure_cache.read_cached(path, key)
-    try:
-        nodes = [NodeTime(**node) for node in data["nodes"]]
-        return LayerLatencyTable(key, nodes, int(data["runs"]), path, from_cache=True,
-                                 other_load=data.get("other_load"))
-    except (TypeError, KeyError, ValueError):
-        return None
+def _table(data: Dict[str, Any], key: Dict[str, Any], path: Path) -> LayerLatencyTable:
+    """The table of stored ``data`` (raises ``TypeError``/``KeyError``/``ValueError`` where it does not parse)."""
+    nodes = [NodeTime(**node) for node in data["nodes"]]
+    return LayerLatencyTable(key, nodes, int(data["runs"]), path, other_load=data.get("other_load"))

@@ -18,13 +18,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 from ultralytics_prune_plugin.deploy.machine_load import BUSY, other_load_now
 
-__all__ = ["default_cache_dir", "cache_file", "read_cached", "write_cached", "measure_again", "QUIETER"]
+__all__ = ["default_cache_dir", "cache_file", "read_cached", "write_cached", "measure_again", "reuse_or_measure",
+           "QUIETER"]
 
 QUIETER = 0.1  # a provisional measurement is made again when the machine is now quieter by at least this share
+T = TypeVar("T")
 
 
 def default_cache_dir(kind: str) -> Path:
@@ -65,3 +67,34 @@ def measure_again(other_load: Optional[float]) -> bool:
         return False
     now = other_load_now()
     return now is not None and now <= other_load - QUIETER
+
+
+def reuse_or_measure(path: Path, key: Dict[str, Any], measure: Callable[[], Dict[str, Any]],
+                     load: Callable[[Dict[str, Any]], T]) -> Tuple[T, bool]:
+    """The measurement stored at ``path`` for ``key``, or a new one, stored; one made under load is made again when the
+    machine is clearly quieter (:func:`measure_again`), and whichever of the two was made under less load is kept.
+
+    Args:
+        path: The file (:func:`cache_file`).
+        key: What the measurement is valid for.
+        measure: Makes the measurement; returns its data with ``other_load`` (the key is added here).
+        load: Turns stored data into the caller's object; raising ``TypeError``, ``KeyError`` or ``ValueError`` marks
+            a file that cannot be used (it is measured again).
+
+    Returns:
+        ``(load(data), from_cache)``.
+    """
+    stored = read_cached(path, key)
+    cached = None
+    if stored is not None:
+        try:
+            cached = load(stored)
+        except (TypeError, KeyError, ValueError):
+            stored = None
+    if stored is not None and not measure_again(stored.get("other_load")):
+        return cached, True
+    fresh = {**measure(), "key": key}
+    if stored is not None and (fresh.get("other_load") is None or fresh["other_load"] >= stored["other_load"]):
+        return cached, True  # the machine got busy again while measuring: the stored one stays the better one
+    write_cached(path, fresh)
+    return load(fresh), False

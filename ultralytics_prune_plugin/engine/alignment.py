@@ -89,22 +89,22 @@ def resolve_round_to(args, model: nn.Module, baseline_macs: float, work_dir: Pat
            "ignore_layers": sorted(args.ignore_layers or [])}
     folder = Path(cache_dir) if cache_dir is not None else measure_cache.default_cache_dir("alignment")
     path = measure_cache.cache_file(folder, f"{args.runtime}_{imgsz}", key)
-    cached = measure_cache.read_cached(path, key)
-    if cached is not None and not measure_cache.measure_again(cached.get("other_load")):
-        record = {**cached, "from_cache": True}
-    else:
-        record = {"key": key, **_measure(model, args, baseline_macs, work_dir), "from_cache": False}
-        if cached is not None and (record["other_load"] is None or record["other_load"] >= cached["other_load"]):
-            record = {**cached, "from_cache": True}  # busy again while measuring: the cached one stays the better
-        else:
-            measure_cache.write_cached(path, {k: v for k, v in record.items() if k != "from_cache"})
-    record.update(path=str(path), measured=True)
+    data, from_cache = measure_cache.reuse_or_measure(
+        path, key, lambda: _measure(model, args, baseline_macs, work_dir), _stored_record)
+    record = {**data, "from_cache": from_cache, "path": str(path), "measured": True}
     args.round_to = record["chosen"]
     times = ", ".join(f"{c['round_to']}: {c['ms_at_goal']:.2f} ms" for c in record["candidates"])
     LOGGER.info(f"{PREFIX}round_to=auto: {record['chosen']} channels, measured fastest in {args.runtime} at "
                 f"imgsz={imgsz}, threads={threads} at {GOAL_FRACTION:g} of the MACs ({times}; "
                 f"{'cached' if record['from_cache'] else 'measured now'})")
     return {k: v for k, v in record.items() if k != "key"}
+
+
+def _stored_record(data: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored alignment record as it is; ``ValueError`` where its choice is not a candidate (a file to measure again)."""
+    if data["chosen"] not in CANDIDATES:
+        raise ValueError(f"round_to {data['chosen']!r} is not a candidate")
+    return data
 
 
 def finer_alignment(record: Optional[Dict[str, Any]]) -> Optional[int]:
@@ -129,7 +129,6 @@ def _measure(model: nn.Module, args, baseline_macs: float, work_dir: Path) -> Di
     from ultralytics_prune_plugin.deploy.module_onnx import export_module_onnx
     from ultralytics_prune_plugin.engine.latency_target import silent
     from ultralytics_prune_plugin.engine.methods import DepGraphMethod, prune_options
-    from ultralytics_prune_plugin.pruning.counting import count_macs_params
     from ultralytics_prune_plugin.pruning.depgraph import prune_once
 
     imgsz, goal = int(args.imgsz), GOAL_FRACTION * baseline_macs
@@ -145,8 +144,7 @@ def _measure(model: nn.Module, args, baseline_macs: float, work_dir: Path) -> Di
             with silent():
                 ratio, _ = DepGraphMethod.ratio_for(deepcopy(model), goal, trial, options)
                 candidate = deepcopy(model)
-                prune_once(candidate, imgsz, ratio, round_to=unit, options=options)
-            macs = float(count_macs_params(candidate, imgsz)[0])
+                macs = float(prune_once(candidate, imgsz, ratio, round_to=unit, options=options)["macs_after"])
             files[unit] = export_module_onnx(candidate, imgsz, folder / f"round_to_{unit}.onnx",
                                              fast_dfl=bool(getattr(args, "fast_dfl", False)))
             rows.append({"round_to": unit, "ratio": ratio, "macs": macs, "macs_fraction": macs / baseline_macs})
