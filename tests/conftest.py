@@ -1,16 +1,20 @@
 """Shared fixtures: a generated dataset, a briefly trained detector, and a runner for the real `yolo` command.
 
 Everything runs for real (Ultralytics, torch-pruning, ONNX export, onnxruntime) on tiny inputs. Session fixtures are
-built once, in a session temporary folder, and tests copy what they would change.
+built once, in a session temporary folder, and tests copy what they would change. The dataset and the trained detector
+are built once for all pytest-xdist workers of the session (:func:`built_once`): the first worker to ask builds them,
+the others wait for it and read the same files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -190,24 +194,52 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("work")
 
 
+def built_once(tmp_path_factory, name, build):
+    """What ``build(folder)`` returns (JSON-serialisable), built once for the whole session: under pytest-xdist the
+    first worker to ask builds it in a folder every worker shares, behind a file lock, and the others read what it
+    recorded. Without xdist, in the session's own temporary folder."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' folders (popen-gw0, popen-gw1, ...) share it
+    record = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not record.is_file():
+            folder = root / name
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed earlier in this session
+            folder.mkdir()
+            record.write_text(json.dumps(build(folder)))
+    return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
     """Path of the data YAML of a small, easy, generated dataset."""
     from ultralytics_prune_plugin.data import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("data") / "shapes", n_train=128, n_val=16, imgsz=IMGSZ, n_classes=2)
+    def build(folder):
+        return str(make_dataset(folder / "shapes", n_train=128, n_val=16, imgsz=IMGSZ, n_classes=2))
+
+    return Path(built_once(tmp_path_factory, "dataset", build))
 
 
 @pytest.fixture(scope="session")
-def trained(workdir, dataset):
-    """A yolov8n trained for a few epochs by the real `yolo detect train` (final validation included)."""
-    proc = run_yolo(
-        "detect", "train", "model=yolov8n.yaml", f"data={dataset}", "epochs=10", f"imgsz={IMGSZ}", "batch=8",
-        "workers=0", "seed=0", "plots=False", "optimizer=AdamW", "lr0=0.005", "scale=0", "translate=0", *FAST,
-        "name=base", cwd=workdir,
-    )
-    best = workdir / "runs" / "detect" / "base" / "weights" / "best.pt"
-    return {"best": best, "dir": best.parent.parent, "stdout": proc.stdout + proc.stderr}
+def trained(tmp_path_factory, dataset):
+    """A yolov8n trained for a few epochs by the real `yolo detect train` (final validation included); tests read its
+    folder and never write into it."""
+
+    def build(folder):
+        proc = run_yolo(
+            "detect", "train", "model=yolov8n.yaml", f"data={dataset}", "epochs=10", f"imgsz={IMGSZ}", "batch=8",
+            "workers=0", "seed=0", "plots=False", "optimizer=AdamW", "lr0=0.005", "scale=0", "translate=0", *FAST,
+            "name=base", cwd=folder,
+        )
+        return {"dir": str(folder / "runs" / "detect" / "base"), "stdout": proc.stdout + proc.stderr}
+
+    built = built_once(tmp_path_factory, "trained", build)
+    run_dir = Path(built["dir"])
+    return {"best": run_dir / "weights" / "best.pt", "dir": run_dir, "stdout": built["stdout"]}
 
 
 def kill_between_epoch_saves(args, cwd, last, log, timeout=600):

@@ -10,6 +10,7 @@ and prunes with it; a latency target the chosen alignment cannot reach is search
 from __future__ import annotations
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -29,6 +30,13 @@ def prepared():
 
     model = prepare_for_pruning(DetectionModel("yolov8n.yaml", verbose=False))
     return model, float(count_macs_params(model, IMGSZ)[0])
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A cache folder that the measuring test leaves its alignment record in, for the prune run's test to reuse (it
+    measures for itself when run alone)."""
+    return tmp_path_factory.mktemp("alignment_measured")
 
 
 def _args(**overrides):
@@ -51,7 +59,7 @@ def test_auto_without_a_latency_measurement_is_the_fixed_default(prepared, tmp_p
     assert resolve_round_to(given, model, macs, tmp_path) is None and given.round_to == 16  # a number stays
 
 
-def test_auto_measures_every_candidate_at_equal_macs_and_caches_the_choice(prepared, tmp_path):
+def test_auto_measures_every_candidate_at_equal_macs_and_caches_the_choice(prepared, measured, tmp_path):
     from ultralytics_prune_plugin.engine.alignment import CANDIDATES, GOAL_FRACTION, REACH, TIE, resolve_round_to
 
     model, macs = prepared
@@ -86,21 +94,27 @@ def test_auto_measures_every_candidate_at_equal_macs_and_caches_the_choice(prepa
     # and the candidates
     key = json.loads(cache.read_text())["key"]
     assert key["threads"] == 1 and key["imgsz"] == IMGSZ and key["candidates"] == list(CANDIDATES)
+    (measured / "alignment").mkdir(exist_ok=True)
+    shutil.copy2(cache, measured / "alignment" / cache.name)
 
 
-def test_prune_run_records_the_alignment_and_prunes_with_it(tmp_path):
+def test_prune_run_records_the_alignment_and_prunes_with_it(measured, tmp_path, monkeypatch):
     from ultralytics import YOLO
 
+    from ultralytics_prune_plugin.deploy import measure_cache
     from ultralytics_prune_plugin.engine.checkpoint import load_model
     from ultralytics_prune_plugin.pruning.depgraph import prepare_for_pruning
     from ultralytics_prune_plugin.pruning.policy import prunable_convs
 
+    # the alignment the test above measured for the same input, runtime, size and threads (a real cache hit)
+    monkeypatch.setattr(measure_cache, "default_cache_dir", lambda kind: measured / kind)
     report = YOLO("yolov8n.yaml").prune(
         model="yolov8n.yaml", allocation="latency", target_macs=0.5, epochs=0, imgsz=IMGSZ, iterative_steps=1,
         threads=1, workers=0, project=str(tmp_path), name="auto", deterministic=False,
     )
     record = report["round_to"]
-    assert record["measured"] and record["chosen"] in (4, 8, 16)  # 32 cannot halve this model's MACs
+    assert record["measured"] and record["from_cache"] == (measured / "alignment").is_dir()
+    assert record["chosen"] in (4, 8, 16)  # 32 cannot halve this model's MACs
     assert report["args"]["round_to"] == "auto"  # what was asked stays in the arguments
     on_disk = json.loads((tmp_path / "auto" / "prune_report.json").read_text())
     assert on_disk["round_to"]["chosen"] == record["chosen"]
@@ -112,10 +126,13 @@ def test_prune_run_records_the_alignment_and_prunes_with_it(tmp_path):
     assert all(after[n] % unit == 0 or after[n] == before[n] for n in after), (unit, after)
 
 
-def test_a_resumed_run_keeps_the_alignment_its_report_holds(tmp_path):
+def test_a_resumed_run_keeps_the_alignment_its_report_holds(measured, tmp_path, monkeypatch):
     from ultralytics import YOLO
 
+    from ultralytics_prune_plugin.deploy import measure_cache
     from ultralytics_prune_plugin.engine.prune_run import PruneRun
+
+    monkeypatch.setattr(measure_cache, "default_cache_dir", lambda kind: measured / kind)  # measured above, or now
 
     given = {"model": "yolov8n.yaml", "epochs": 0, "imgsz": IMGSZ, "threads": 1, "iterative_steps": 2, "workers": 0,
              "deterministic": False, "allocation": "latency", "target_macs": 0.5, "project": str(tmp_path),

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 PRESETS = {
     # name: dataset size, image size, epochs for baseline / sparse / each fine-tune, DepGraph steps
     "default": dict(n_train=256, n_val=32, imgsz=128, base_epochs=30, sparse_epochs=10, ft_epochs=5, steps=2),
-    "quick": dict(n_train=32, n_val=8, imgsz=64, base_epochs=2, sparse_epochs=1, ft_epochs=1, steps=2),
+    "quick": dict(n_train=32, n_val=8, imgsz=64, base_epochs=1, sparse_epochs=1, ft_epochs=1, steps=1),
 }
 
 
