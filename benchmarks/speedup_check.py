@@ -13,11 +13,13 @@ both pruned results) in ONNX Runtime and times them interleaved, run by run (``t
 then on all threads; its speed-ups are the ones reported. Both statistics are given: the median, and the fastest run
 (the least disturbed on a shared machine, the one ``target_speedup``'s search compares). The same process profiles the
 files node by node (:func:`ultralytics_prune_plugin.deploy.node_profile.profile_nodes`, the profiler behind the
-per-layer latency table) on one thread, to show per category and per layer what keeps the speed-up below the MACs cut.
+per-layer latency table) on one thread, to show per category and per layer what keeps the speed-up below the MACs cut,
+and what ratio the input's own split of time allows (:func:`attainable_ratio`).
 
 Usage: ``python benchmarks/speedup_check.py [--models yolov8n yolo11n yolo26n] [--runs 40] [--out NAME]``; writes
 ``results_speedup.md``, ``.json`` and ``results_speedup.png`` (``NAME.*`` with ``--out``: another machine's results
-beside the earlier ones) next to this file.
+beside the earlier ones) next to this file. ``--render --out NAME`` rewrites ``NAME.md`` from ``NAME.json`` without
+measuring.
 """
 
 from __future__ import annotations
@@ -133,6 +135,24 @@ def by_category(nodes: List[Dict[str, Any]], head: str) -> Dict[str, Dict[str, f
     return out
 
 
+# How each category's time can fall with a uniform MACs cut c: a convolution loses input and output channels (its time
+# can fall as c), an element-wise node or a layout copy only its channels (as the square root of c), and the Detect
+# head's decode (DFL, class sigmoid, box assembly over every anchor) does not shrink at all.
+ELEMENTWISE = ("SiLU", "layout reorders", "other")
+FIXED = ("head post-processing",)
+
+
+def attainable_ratio(input_categories: Dict[str, Dict[str, float]], cut: float, elementwise: bool = True) -> float:
+    """The speed-up ÷ MACs cut that the input's own time split allows at a MACs cut of ``cut``, if every convolution
+    were as efficient pruned as unpruned: convolutions fall with ``cut``, the decode stays, and the element-wise nodes
+    fall with ``sqrt(cut)`` (or, with ``elementwise=False``, with ``cut`` too: the decode alone as the limit)."""
+    total = sum(c["ms"] for c in input_categories.values())
+    fixed = sum(input_categories.get(name, {"ms": 0.0})["ms"] for name in FIXED)
+    flat = sum(input_categories.get(name, {"ms": 0.0})["ms"] for name in ELEMENTWISE) if elementwise else 0.0
+    pruned = fixed + flat / cut ** 0.5 + (total - fixed - flat) / cut
+    return total / pruned / cut
+
+
 def by_layer(nodes: List[Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
     """Milliseconds and MACs per top-level layer (``model.<i>``; runtime-added nodes as ``reorders``)."""
     out: Dict[str, Dict[str, float]] = {}
@@ -236,6 +256,27 @@ def markdown(record: Dict[str, Any]) -> str:
         r0 = entry["rows"][0]
         lines.append(f"| {model} | {r0['input_ms_1']:.1f} / {r0['input_ms_all']:.1f} | "
                      + " | ".join(cells.get(label, "") for label in labels) + " |")
+    lines += ["", "## What the time split allows (1 thread)", "",
+              "The ratio each result could reach if every convolution were as efficient pruned as unpruned, from its "
+              "input's per-category profile (below): convolutions falling with the MACs cut (input and output channels "
+              "shrink), the element-wise nodes (SiLU, layout reorders, adds, concatenations, resizes) with its square "
+              "root (only their channels shrink), the Detect head's decode (DFL, class sigmoid, box assembly over "
+              "every anchor) not at all. *Decode only*: every node but the decode falling with the MACs cut.", "",
+              "| model | run | MACs cut | decode share | element-wise share | attainable: decode only | attainable: "
+              "decode + element-wise | measured (profile) | measured (timed) |", "|---|---|---|---|---|---|---|---|---|"]
+    for model, entry in record["models"].items():
+        cats = entry["categories"]
+        total = sum(c["ms"] for c in cats["input"].values())
+        share = lambda names: sum(cats["input"].get(n, {"ms": 0.0})["ms"] for n in names) / total  # noqa: E731
+        for r in entry["rows"]:
+            if r["label"] not in cats:
+                continue
+            profiled = total / sum(c["ms"] for c in cats[r["label"]].values()) / r["macs_cut"]
+            lines.append(
+                f"| {model} | {r['label']} | {r['macs_cut']:.2f}× | {share(FIXED):.1%} | {share(ELEMENTWISE):.1%} | "
+                f"{attainable_ratio(cats['input'], r['macs_cut'], elementwise=False):.2f} | "
+                f"{attainable_ratio(cats['input'], r['macs_cut']):.2f} | {profiled:.2f} | {r['ratio_1_min']:.2f} |"
+            )
     lines += ["", "## What limits the ratio: per-category profile (1 thread)", "",
               "ONNX Runtime's node profiler, median per node, summed per category; MACs from the profiled convolution "
               "shapes. *cut* columns: input ÷ pruned, time and MACs.", ""]
@@ -346,6 +387,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         help="more arguments for every run, e.g. prune_head=True fast_dfl=True")
     parser.add_argument("--out", default="results_speedup", help="name of the results files (without suffix)")
     parser.add_argument("--measure", help="(internal) time and profile the label=path files into this JSON file")
+    parser.add_argument("--render", action="store_true", help="rewrite <out>.md from <out>.json (no measuring)")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "True")
@@ -354,6 +396,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         files = dict(item.split("=", 1) for item in args.files)
         Path(args.measure).write_text(json.dumps(measure(files, args.runs, args.profile_runs)))
         return {}
+
+    if args.render:
+        record = json.loads((HERE / f"{args.out}.json").read_text())
+        (HERE / f"{args.out}.md").write_text(markdown(record))
+        return record
 
     import onnxruntime
     import torch
