@@ -55,8 +55,10 @@ setup(
         # formats=openvino / runtime=openvino; nncf: Ultralytics' OpenVINO INT8 export (int8=True) imports it
         "openvino": ["openvino>=2024.0.0", "nncf>=2.14.0"],
         # import-linter checks the import layers (tests/test_layers.py); 2.6 brought acyclic_siblings, on Python 3.10+
-        # pytest-xdist: `make test` runs two workers; cloudpickle: Ultralytics 8.4's DDP launcher (tests/test_ddp.py)
-        "test": ["pytest>=7", "pytest-xdist>=3", "cloudpickle>=3.1.1", "import-linter>=2.6; python_version >= '3.10'"],
+        # pytest-xdist: `make test` runs two workers, and filelock lets them build the shared fixtures once
+        # (tests/conftest.py; torch installs it too); cloudpickle: Ultralytics 8.4's DDP launcher (tests/test_ddp.py)
+        "test": ["pytest>=7", "pytest-xdist>=3", "filelock>=3", "cloudpickle>=3.1.1",
+                 "import-linter>=2.6; python_version >= '3.10'"],
     },
     classifiers=[
         "License :: OSI Approved :: GNU Affero General Public License v3",
