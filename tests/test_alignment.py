@@ -108,12 +108,13 @@ def test_prune_run_records_the_alignment_and_prunes_with_it(measured, tmp_path, 
 
     # the alignment the test above measured for the same input, runtime, size and threads (a real cache hit)
     monkeypatch.setattr(measure_cache, "default_cache_dir", lambda kind: measured / kind)
+    reused = (measured / "alignment").is_dir()
     report = YOLO("yolov8n.yaml").prune(
         model="yolov8n.yaml", allocation="latency", target_macs=0.5, epochs=0, imgsz=IMGSZ, iterative_steps=1,
         threads=1, workers=0, project=str(tmp_path), name="auto", deterministic=False,
     )
     record = report["round_to"]
-    assert record["measured"] and record["from_cache"] == (measured / "alignment").is_dir()
+    assert record["measured"] and record["from_cache"] == reused
     assert record["chosen"] in (4, 8, 16)  # 32 cannot halve this model's MACs
     assert report["args"]["round_to"] == "auto"  # what was asked stays in the arguments
     on_disk = json.loads((tmp_path / "auto" / "prune_report.json").read_text())
