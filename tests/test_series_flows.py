@@ -139,6 +139,14 @@ def test_slim_prune(family):
     assert report["final"]["macs"] < report["baseline"]["macs"]
 
 
+def _steps_recorded(run_dir: Path) -> int:
+    """How many steps the run's report holds (0 before the report exists)."""
+    try:
+        return len(json.loads((run_dir / "prune_report.json").read_text())["steps"])
+    except (FileNotFoundError, KeyError):  # written atomically: never half a file
+        return 0
+
+
 def test_interrupted_prune_resumes(family):
     _resumed_family_only(family)
     work = family["work"]
@@ -150,7 +158,8 @@ def test_interrupted_prune_resumes(family):
         proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.time() + 600
-            while not (run_dir / "weights" / "step_1.pt").is_file() and proc.poll() is None and time.time() < deadline:
+            # killed once step 1 is recorded (its checkpoint is written just before its row in the report)
+            while not _steps_recorded(run_dir) and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
             assert proc.poll() is None, f"the run ended before it could be interrupted:\n{log.read_text()[-3000:]}"
             proc.send_signal(signal.SIGKILL)
