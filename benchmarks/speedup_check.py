@@ -142,13 +142,17 @@ ELEMENTWISE = ("SiLU", "layout reorders", "other")
 FIXED = ("head post-processing",)
 
 
+def category_ms(categories: Dict[str, Dict[str, float]], names=None) -> float:
+    """Milliseconds of the named categories of a profile (all of them without ``names``)."""
+    return sum(c["ms"] for name, c in categories.items() if names is None or name in names)
+
+
 def attainable_ratio(input_categories: Dict[str, Dict[str, float]], cut: float, elementwise: bool = True) -> float:
     """The speed-up ÷ MACs cut that the input's own time split allows at a MACs cut of ``cut``, if every convolution
     were as efficient pruned as unpruned: convolutions fall with ``cut``, the decode stays, and the element-wise nodes
     fall with ``sqrt(cut)`` (or, with ``elementwise=False``, with ``cut`` too: the decode alone as the limit)."""
-    total = sum(c["ms"] for c in input_categories.values())
-    fixed = sum(input_categories.get(name, {"ms": 0.0})["ms"] for name in FIXED)
-    flat = sum(input_categories.get(name, {"ms": 0.0})["ms"] for name in ELEMENTWISE) if elementwise else 0.0
+    total, fixed = category_ms(input_categories), category_ms(input_categories, FIXED)
+    flat = category_ms(input_categories, ELEMENTWISE) if elementwise else 0.0
     pruned = fixed + flat / cut ** 0.5 + (total - fixed - flat) / cut
     return total / pruned / cut
 
@@ -266,14 +270,14 @@ def markdown(record: Dict[str, Any]) -> str:
               "decode + element-wise | measured (profile) | measured (timed) |", "|---|---|---|---|---|---|---|---|---|"]
     for model, entry in record["models"].items():
         cats = entry["categories"]
-        total = sum(c["ms"] for c in cats["input"].values())
-        share = lambda names: sum(cats["input"].get(n, {"ms": 0.0})["ms"] for n in names) / total  # noqa: E731
+        total = category_ms(cats["input"])
         for r in entry["rows"]:
             if r["label"] not in cats:
                 continue
-            profiled = total / sum(c["ms"] for c in cats[r["label"]].values()) / r["macs_cut"]
+            profiled = total / category_ms(cats[r["label"]]) / r["macs_cut"]
             lines.append(
-                f"| {model} | {r['label']} | {r['macs_cut']:.2f}× | {share(FIXED):.1%} | {share(ELEMENTWISE):.1%} | "
+                f"| {model} | {r['label']} | {r['macs_cut']:.2f}× | {category_ms(cats['input'], FIXED) / total:.1%} | "
+                f"{category_ms(cats['input'], ELEMENTWISE) / total:.1%} | "
                 f"{attainable_ratio(cats['input'], r['macs_cut'], elementwise=False):.2f} | "
                 f"{attainable_ratio(cats['input'], r['macs_cut']):.2f} | {profiled:.2f} | {r['ratio_1_min']:.2f} |"
             )

@@ -6,6 +6,7 @@ numbers are; these helpers read the numbers, so that a test can compare them wit
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import List, Tuple
@@ -212,3 +213,12 @@ def assert_run_checkpoints_load_safely(run_dir, params: int, imgsz: int) -> None
              *sorted((run_dir / "step_1" / "weights").glob("*.pt")))
     assert len(kinds) == 4, kinds
     assert safe_load_param_counts(*kinds, imgsz=imgsz) == [params] * 4
+
+
+def steps_recorded(run_dir: Path) -> int:
+    """How many steps a prune run's ``prune_report.json`` holds: 0 before the report exists. A step's checkpoint is
+    written just before its row, so a test that interrupts a run after a step waits for this, not for the file."""
+    try:
+        return len(json.loads((Path(run_dir) / "prune_report.json").read_text())["steps"])
+    except (FileNotFoundError, KeyError):  # written atomically: never half a file
+        return 0

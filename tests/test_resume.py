@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, YOLO, default_ctrl_c, run_python, run_yolo, subprocess_env
+from run_checks import steps_recorded
 
 IMGSZ = 64
 ARGS = ("rate=0.5", "iterative_steps=2", "epochs=1", f"imgsz={IMGSZ}", "batch=8", "workers=0", "plots=False", *FAST)
@@ -76,14 +77,14 @@ def _interrupt(setup, name: str, sig: int) -> dict:
         deadline = time.time() + 600
         try:
             while not ((run_dir / "step_2").is_dir() and (run_dir / "weights" / "step_1.pt").is_file()
-                       and len(_report(run_dir)["steps"]) == 1):
+                       and steps_recorded(run_dir) == 1):
                 assert proc.poll() is None, f"the run ended before step 2:\n{log.read_text()}"
                 assert time.time() < deadline, "step 2 never started"
                 time.sleep(0.05)
             proc.send_signal(sig)
             # A Ctrl-C that lands in a stretch of native code (a torch kernel, ONNX Runtime) is raised when Python
             # resumes; should a step still end without it, press Ctrl-C again, as a user would, until it stops.
-            while sig == signal.SIGINT and proc.poll() is None and len(_report(run_dir)["steps"]) == 1:
+            while sig == signal.SIGINT and proc.poll() is None and steps_recorded(run_dir) == 1:
                 try:
                     proc.wait(timeout=2)
                 except subprocess.TimeoutExpired:

@@ -26,6 +26,7 @@ from run_checks import (
     assert_run_checkpoints_load_safely,
     assert_sparsity_rows_match,
     safe_load_param_counts,
+    steps_recorded,
     ultralytics_has_safe_load,
     val_counts,
     val_metric,
@@ -139,14 +140,6 @@ def test_slim_prune(family):
     assert report["final"]["macs"] < report["baseline"]["macs"]
 
 
-def _steps_recorded(run_dir: Path) -> int:
-    """How many steps the run's report holds (0 before the report exists)."""
-    try:
-        return len(json.loads((run_dir / "prune_report.json").read_text())["steps"])
-    except (FileNotFoundError, KeyError):  # written atomically: never half a file
-        return 0
-
-
 def test_interrupted_prune_resumes(family):
     _resumed_family_only(family)
     work = family["work"]
@@ -158,8 +151,7 @@ def test_interrupted_prune_resumes(family):
         proc = subprocess.Popen(args, cwd=work, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.time() + 600
-            # killed once step 1 is recorded (its checkpoint is written just before its row in the report)
-            while not _steps_recorded(run_dir) and proc.poll() is None and time.time() < deadline:
+            while not steps_recorded(run_dir) and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
             assert proc.poll() is None, f"the run ended before it could be interrupted:\n{log.read_text()[-3000:]}"
             proc.send_signal(signal.SIGKILL)
