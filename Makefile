@@ -117,9 +117,11 @@ bench-deploy: install
 
 # Issue 17's done-when check (benchmarks/speedup_check.py): yolov8n, yolo11n, yolo26n (untrained, from yaml) pruned with
 # target_speedup=2 at 640 px, allocation=uniform and latency, re-timed in a separate process at 1 and all threads, with
-# a per-layer profile. Writes benchmarks/results_speedup.md, .json and .png.
+# a per-layer profile. Writes benchmarks/results_speedup.md, .json and .png. Then benchmarks/depth_check.py: the same
+# ratio for architectures with fewer residual blocks at many widths (results_depth.*).
 bench-speedup: install
 	$(BIN)/python benchmarks/speedup_check.py
+	$(BIN)/python benchmarks/depth_check.py
 
 clean:
 	rm -rf $(VENV) .venv-8.* $(TORCH_ENV) build *.egg-info
