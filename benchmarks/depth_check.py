@@ -34,17 +34,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from speedup_check import cpu_flags  # noqa: E402
+from speedup_check import add_mode_arguments, machine, measure_or_render  # noqa: E402
 
 IMGSZ = 640
 SPEEDUP = 2.0
@@ -230,34 +228,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "yolo26n"])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "bench_depth"))
-    parser.add_argument("--out", default="results_depth", help="name of the results files (without suffix)")
-    parser.add_argument("--measure", help="(internal) time the label=path files into this JSON file")
-    parser.add_argument("--render", action="store_true", help="rewrite <out>.md from <out>.json (no measuring)")
-    parser.add_argument("files", nargs="*")
+    add_mode_arguments(parser, "results_depth")
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "True")
-    if args.measure:
-        files = dict(item.split("=", 1) for item in args.files)
-        Path(args.measure).write_text(json.dumps(measure(files, args.runs)))
-        return {}
-    if args.render:
-        record = json.loads((HERE / f"{args.out}.json").read_text())
-        (HERE / f"{args.out}.md").write_text(markdown(record))
-        return record
+    done = measure_or_render(args, lambda files: measure(files, args.runs), markdown)
+    if done is not None:
+        return done
 
-    import onnxruntime
-    import torch
-    import ultralytics
-
-    from ultralytics_prune_plugin.deploy.layer_latency import cpu_model
-
-    record: Dict[str, Any] = {
-        "started": datetime.now().isoformat(timespec="minutes"), "cpu": cpu_model(), "cores": os.cpu_count(),
-        "cpu_flags": cpu_flags(), "imgsz": IMGSZ, "runs": args.runs,
-        "versions": f"Python {platform.python_version()}, torch {torch.__version__}, ultralytics "
-                    f"{ultralytics.__version__}, onnxruntime {onnxruntime.__version__}",
-        "models": {},
-    }
+    record: Dict[str, Any] = {**machine(), "imgsz": IMGSZ, "runs": args.runs, "models": {}}
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     for model in args.models:

@@ -389,35 +389,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         "measured, since these runs measure latency) or a number (8: the earlier results)")
     parser.add_argument("--prune-args", nargs="*", default=[], metavar="KEY=VALUE",
                         help="more arguments for every run, e.g. prune_head=True fast_dfl=True")
-    parser.add_argument("--out", default="results_speedup", help="name of the results files (without suffix)")
-    parser.add_argument("--measure", help="(internal) time and profile the label=path files into this JSON file")
-    parser.add_argument("--render", action="store_true", help="rewrite <out>.md from <out>.json (no measuring)")
-    parser.add_argument("files", nargs="*")
+    add_mode_arguments(parser, "results_speedup")
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "True")
     IMGSZ = args.imgsz
-    if args.measure:
-        files = dict(item.split("=", 1) for item in args.files)
-        Path(args.measure).write_text(json.dumps(measure(files, args.runs, args.profile_runs)))
-        return {}
-
-    if args.render:
-        record = json.loads((HERE / f"{args.out}.json").read_text())
-        (HERE / f"{args.out}.md").write_text(markdown(record))
-        return record
-
-    import onnxruntime
-    import torch
-    import ultralytics
-
-    from ultralytics_prune_plugin.deploy.layer_latency import cpu_model
+    done = measure_or_render(args, lambda files: measure(files, args.runs, args.profile_runs), markdown)
+    if done is not None:
+        return done
 
     record: Dict[str, Any] = {
-        "argv": list(argv if argv is not None else sys.argv[1:]),
-        "started": datetime.now().isoformat(timespec="minutes"),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
-        "versions": f"Python {platform.python_version()}, torch {torch.__version__}, ultralytics "
-                    f"{ultralytics.__version__}, onnxruntime {onnxruntime.__version__}",
+        "argv": list(argv if argv is not None else sys.argv[1:]), **machine(),
         "runs": args.runs, "imgsz": IMGSZ, "models": {}, "load": [os.getloadavg()[0], None],
         "round_to_arg": args.round_to, "prune_args": prune_args(args.prune_args),
     }
@@ -438,6 +419,45 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     summarise(record)
     write(record, args.out)
     return record
+
+
+def machine() -> Dict[str, Any]:
+    """When and on what a benchmark ran: start time, CPU model, cores, instruction-set flags, package versions."""
+    import onnxruntime
+    import torch
+    import ultralytics
+
+    from ultralytics_prune_plugin.deploy.layer_latency import cpu_model
+
+    return {
+        "started": datetime.now().isoformat(timespec="minutes"),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
+        "versions": f"Python {platform.python_version()}, torch {torch.__version__}, ultralytics "
+                    f"{ultralytics.__version__}, onnxruntime {onnxruntime.__version__}",
+    }
+
+
+def add_mode_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """``--out`` (the results' name, default ``out``) and the modes :func:`measure_or_render` serves."""
+    parser.add_argument("--out", default=out, help="name of the results files (without suffix)")
+    parser.add_argument("--measure", help="(internal) time the label=path files into this JSON file")
+    parser.add_argument("--render", action="store_true", help="rewrite <out>.md from <out>.json (no measuring)")
+    parser.add_argument("files", nargs="*")
+
+
+def measure_or_render(args: argparse.Namespace, measure_files, render) -> Optional[Dict[str, Any]]:
+    """The two modes besides a full run: ``--measure`` (the separate process: ``measure_files`` on the ``label=path``
+    arguments, written to that JSON file; returns ``{}``) and ``--render`` (``<out>.md`` rewritten by ``render`` from
+    ``<out>.json``; returns the record). None when neither is asked for."""
+    if args.measure:
+        files = dict(item.split("=", 1) for item in args.files)
+        Path(args.measure).write_text(json.dumps(measure_files(files)))
+        return {}
+    if args.render:
+        record = json.loads((HERE / f"{args.out}.json").read_text())
+        (HERE / f"{args.out}.md").write_text(render(record))
+        return record
+    return None
 
 
 def write(record: Dict[str, Any], name: str = "results_speedup") -> None:
