@@ -8,12 +8,14 @@ square. Removing a residual block takes its element-wise nodes with it, so a mix
 might keep pace with the MACs. This script measures how far that goes before anything is built for it.
 
 For each model (``yolov8n``, ``yolo11n``, ``yolo26n``: their ``.yaml``, untrained; latency does not depend on the
-weights) it builds architectures at three depths:
+weights) it builds architectures at three depths, four where a block holds attention:
 
 - ``full``: the model's own block counts;
 - ``no_backbone_blocks``: every ``C2f`` / ``C3k2`` of the backbone without its residual blocks (``n=0``);
 - ``no_blocks``: every ``C2f`` / ``C3k2`` without them (the attention block ``C2PSA`` is kept; yolo26n's last
   ``C3k2`` holds an attention block of its own, which goes with its blocks);
+- ``no_attention`` (only where a ``C3k2`` holds attention, as in yolo26n): every block kept, but those ``C3k2`` built
+  without their attention (``attn=False``), to tell the attention's share from the blocks';
 
 each at a range of widths (the model's width multiple times 1.0 … 0.28; Ultralytics rounds every layer's channels to a
 multiple of 8, as ``round_to=8`` would). Every architecture is exported with Ultralytics' exporter; a **separate
@@ -26,7 +28,7 @@ pruned out of a trained model; what is measured is the runtime's time per MAC at
 
 Usage: ``python benchmarks/depth_check.py [--models yolov8n yolo11n yolo26n] [--runs 30] [--out NAME]``; writes
 ``results_depth.md``, ``.json`` and ``.png`` next to this file. ``--render --out NAME`` rewrites ``NAME.md`` from
-``NAME.json``.
+``NAME.json``; ``--update --models M`` measures ``M`` again into the existing results, keeping the other models'.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from speedup_check import add_mode_arguments, machine, measure_or_render  # noqa
 IMGSZ = 640
 SPEEDUP = 2.0
 BLOCKS = ("C2f", "C3k2")  # modules whose repeat count is a number of residual blocks
-DEPTHS = ("full", "no_backbone_blocks", "no_blocks")
+DEPTHS = ("full", "no_backbone_blocks", "no_blocks", "no_attention")
 WIDTH_FACTORS = (1.0, 0.9, 0.8, 0.72, 0.65, 0.58, 0.52, 0.46, 0.4, 0.34, 0.28)
 
 
@@ -66,9 +68,25 @@ def architecture(model: str, depth: str, width_factor: float) -> Dict[str, Any]:
             repeats = max(round(repeats * depth_multiple), 1) if repeats > 1 else repeats
             if module in BLOCKS and (depth == "no_blocks" or (depth == "no_backbone_blocks" and part == "backbone")):
                 repeats = 0
+            if depth == "no_attention" and has_attention(module, args):
+                args = [*args[:3], False, *args[4:]]
             layers.append([origin, repeats, module, args])
         cfg[part] = layers
     return cfg
+
+
+def has_attention(module: str, args: List[Any]) -> bool:
+    """Whether a yaml layer is a ``C3k2`` built with attention (``[c2, c3k, e, attn, ...]``)."""
+    return module == "C3k2" and len(args) > 3 and args[3] is True
+
+
+def depths(model: str) -> List[str]:
+    """The depths measured for ``model``: ``no_attention`` only where some ``C3k2`` holds attention."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    source = yaml_model_load(f"{model}.yaml")
+    attention = any(has_attention(module, args) for *_, module, args in source["backbone"] + source["head"])
+    return [d for d in DEPTHS if d != "no_attention" or attention]
 
 
 def build(model: str, work: Path) -> Dict[str, Dict[str, Any]]:
@@ -79,7 +97,7 @@ def build(model: str, work: Path) -> Dict[str, Dict[str, Any]]:
     from ultralytics import YOLO
 
     built = {}
-    for depth in DEPTHS:
+    for depth in depths(model):
         for factor in WIDTH_FACTORS:
             label = f"{model}_{depth}_w{factor}"
             path = work / f"{label}.yaml"
@@ -126,7 +144,7 @@ def analyse(model: str, built: Dict[str, Dict[str, Any]], timed: Dict[str, Any])
     for threads, times in timed.items():
         base_ms, base_macs = times[reference]["min_ms"], built[reference]["macs"]
         per_depth = {}
-        for depth in DEPTHS:
+        for depth in dict.fromkeys(info["depth"] for info in built.values()):
             points = []
             for label, info in built.items():
                 if info["depth"] == depth:
@@ -144,14 +162,17 @@ def markdown(record: Dict[str, Any]) -> str:
     lines = [
         "# Depth against width: speed-up ÷ MACs cut at a measured 2× (`benchmarks/depth_check.py`)",
         "",
-        f"- Measured {record['started']} on {record['cpu']} ({record['cores']} cores; {flags}); {record['versions']}.",
+        f"- Measured {record['started']} on {record['cpu']} ({record['cores']} cores; {flags}); {record['versions']}."
+        + "".join(f" {model} measured again {when} (`--update`), on the same machine." for model, when in
+                  record.get("updated", {}).items()),
         f"- ONNX Runtime CPU, {record['imgsz']} px, batch 1; every architecture of a model timed interleaved in one "
         f"separate process, {record['runs']} runs each; speed-ups from the fastest runs, against the model's own "
         "architecture (`full`, width 1.0). Untrained models built from their `.yaml`: latency only, no accuracy.",
         "- Depths: `full` (the model's block counts), `no_backbone_blocks` (the backbone's `C2f`/`C3k2` without "
         "residual blocks), `no_blocks` (every `C2f`/`C3k2` without them; `C2PSA` kept; in yolo26n this removes the "
-        "attention block (`PSABlock`) inside the head's last `C3k2` too). Widths: the model's width multiple × "
-        "1.0 … 0.28, channels rounded to multiples of 8.",
+        "attention block (`PSABlock`) inside the head's last `C3k2` too), and for yolo26n `no_attention` (every block "
+        "kept, that `C3k2` built without its attention). Widths: the model's width multiple × 1.0 … 0.28, channels "
+        "rounded to multiples of 8.",
         "",
         "## At a measured 2×",
         "",
@@ -169,10 +190,10 @@ def markdown(record: Dict[str, Any]) -> str:
     for model, entry in record["models"].items():
         for threads, per_depth in entry["analysis"].items():
             lines += [f"**{model}, {'1 thread' if threads == '1' else 'all threads'}** (MACs cut / speed-up / ratio)", "",
-                      "| width × | " + " | ".join(DEPTHS) + " |", "|---" * (len(DEPTHS) + 1) + "|"]
+                      "| width × | " + " | ".join(per_depth) + " |", "|---" * (len(per_depth) + 1) + "|"]
             for factor in WIDTH_FACTORS:
                 cells = []
-                for depth in DEPTHS:
+                for depth in per_depth:
                     p = next(p for p in per_depth[depth]["points"] if p["width_factor"] == factor)
                     cells.append(f"{p['cut']:.2f} / {p['speedup']:.2f} / {p['ratio']:.2f}")
                 lines.append(f"| {factor} | " + " | ".join(cells) + " |")
@@ -228,6 +249,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "yolo26n"])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "bench_depth"))
+    parser.add_argument("--update", action="store_true", help="measure --models again into the existing <out>.json, "
+                        "keeping its other models")
     add_mode_arguments(parser, "results_depth")
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "True")
@@ -236,6 +259,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         return done
 
     record: Dict[str, Any] = {**machine(), "imgsz": IMGSZ, "runs": args.runs, "models": {}}
+    earlier = HERE / f"{args.out}.json"
+    if args.update and earlier.is_file():  # keep the other models' results; note when each part was measured
+        kept = json.loads(earlier.read_text())
+        record = {**kept, "updated": {**kept.get("updated", {}), **{m: record["started"] for m in args.models}}}
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     for model in args.models:
